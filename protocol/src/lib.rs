@@ -1,0 +1,1 @@
+//! ZooKeeper 3.8 wire protocol.
