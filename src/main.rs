@@ -1,1 +1,93 @@
-fn main() {}
+//! The `volery` command line.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+use volery::config::{self, Config};
+
+#[derive(Parser)]
+#[command(name = "volery", version, about = "A ZooKeeper-compatible coordination server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve ZooKeeper clients (standalone: one partition, one replica).
+    Start(StartArgs),
+}
+
+#[derive(Args)]
+struct StartArgs {
+    /// Client port (ZooKeeper's clientPort).
+    #[arg(long, default_value_t = config::DEFAULT_CLIENT_PORT)]
+    port: u16,
+    /// Address to listen on (ZooKeeper's clientPortAddress).
+    #[arg(long, default_value = "0.0.0.0")]
+    bind: IpAddr,
+    /// Where the acceptor's log and the checkpoints live.
+    #[arg(long, default_value = config::DEFAULT_DATA_DIR)]
+    data_dir: PathBuf,
+    /// ZooKeeper's tickTime in milliseconds; session timeouts are bounded by 2 and 20 ticks.
+    #[arg(long, default_value_t = config::DEFAULT_TICK_TIME_MS)]
+    tick_time: u32,
+    /// Lower bound of negotiated session timeouts (default 2 x tickTime).
+    #[arg(long)]
+    min_session_timeout: Option<u32>,
+    /// Upper bound of negotiated session timeouts (default 20 x tickTime).
+    #[arg(long)]
+    max_session_timeout: Option<u32>,
+    /// Largest request and znode value in bytes (jute.maxbuffer).
+    #[arg(long, default_value_t = config::JUTE_MAXBUFFER)]
+    max_buffer: usize,
+    /// Connections allowed per client address; 0 for no limit.
+    #[arg(long, default_value_t = config::DEFAULT_MAX_CLIENT_CNXNS)]
+    max_client_cnxns: u32,
+    /// A ZooKeeper system property, e.g. -D zookeeper.extendedTypesEnabled=true.
+    #[arg(short = 'D', value_name = "KEY=VALUE")]
+    properties: Vec<String>,
+}
+
+impl StartArgs {
+    fn into_config(self) -> anyhow::Result<Config> {
+        let mut cfg = Config {
+            client_addr: SocketAddr::new(self.bind, self.port),
+            data_dir: self.data_dir,
+            tick_time_ms: self.tick_time,
+            min_session_timeout_ms: self.min_session_timeout.unwrap_or(2 * self.tick_time),
+            max_session_timeout_ms: self.max_session_timeout.unwrap_or(20 * self.tick_time),
+            max_buffer: self.max_buffer,
+            max_client_cnxns: self.max_client_cnxns,
+            ..Config::default()
+        };
+        for p in &self.properties {
+            let (k, v) = p.split_once('=').with_context(|| format!("-D {p}: expected KEY=VALUE"))?;
+            if !cfg.set_property(k.trim(), v.trim())? {
+                tracing::warn!(property = k, "unknown property ignored");
+            }
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("VOLERY_LOG").unwrap_or_else(|_| EnvFilter::new("warn,volery=info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Start(args) => {
+            let cfg = args.into_config()?;
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(volery::start(cfg))
+        }
+    }
+}

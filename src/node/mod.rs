@@ -1,0 +1,184 @@
+//! A Volery node: wires the ordering layer ([`group`]), the replica that executes ordered commands
+//! on the ZooKeeper service ([`replica`]), and the session tracker, and hands the client front end
+//! a [`Node`] handle. This is the only layer that does I/O for them (tokio tasks, RocksDB).
+//!
+//! Today a node is the single-partition, single-replica case of the design: one group, one acceptor.
+
+pub mod command;
+pub mod group;
+pub mod replica;
+pub mod sessions;
+pub mod store;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use protocol::{Response, WatcherEvent};
+use sha1::{Digest, Sha1};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::zk::{self, Command, Op, SessionId, Zk};
+use group::{GroupError, GroupHandle, GroupOptions};
+use sessions::SessionTracker;
+
+/// The xid of commands the node orders on its own behalf (session expiry, container and TTL
+/// clean-up); no client is answered for them.
+pub const INTERNAL_XID: i32 = i32::MIN;
+
+/// What the node sends to a session's connection, in the order the connection must write it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outbound {
+    Reply { xid: i32, zxid: i64, err: i32, response: Option<Response> },
+    Notification(WatcherEvent),
+    /// The session was closed or expired: write what is queued, then close the connection.
+    Close,
+}
+
+/// Where a session's replies and notifications go: the connection that currently holds it.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub conn: u64,
+    pub tx: mpsc::UnboundedSender<Outbound>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("storage: {0}")]
+    Store(#[from] storage::StoreError),
+    #[error("ordering: {0}")]
+    Group(#[from] GroupError),
+    #[error("checkpoint: {0}")]
+    Snapshot(String),
+}
+
+/// Handle to the node, shared by every connection. Cheap to clone.
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    group: GroupHandle,
+    /// Invariant: at most one route per session; replaced when the session reconnects elsewhere.
+    routes: Mutex<HashMap<SessionId, Route>>,
+    tracker: SessionTracker,
+    last_zxid: AtomicI64,
+    next_session: AtomicI64,
+    secret: [u8; 16],
+}
+
+impl Node {
+    /// Submits a command for ordering. Its reply reaches the session's route once executed.
+    pub async fn submit(&self, cmd: &Command) -> Result<(), NodeError> {
+        self.inner.group.submit(command::encode(cmd)).await?;
+        Ok(())
+    }
+
+    /// Routes the session's output to this connection; returns the route it replaced, if any.
+    pub fn attach(&self, session: SessionId, route: Route) -> Option<Route> {
+        let mut routes = self.inner.routes.lock().expect("routes poisoned");
+        routes.insert(session, route)
+    }
+
+    /// Stops routing to `conn` (when its connection ends), unless another connection took over.
+    pub fn detach(&self, session: SessionId, conn: u64) {
+        let mut routes = self.inner.routes.lock().expect("routes poisoned");
+        if routes.get(&session).is_some_and(|r| r.conn == conn) {
+            routes.remove(&session);
+        }
+    }
+
+    fn route(&self, session: SessionId) -> Option<Route> {
+        self.inner.routes.lock().expect("routes poisoned").get(&session).cloned()
+    }
+
+    fn remove_route(&self, session: SessionId) -> Option<Route> {
+        self.inner.routes.lock().expect("routes poisoned").remove(&session)
+    }
+
+    /// A session id that no other session of this node's history has: ZooKeeper's scheme, the
+    /// server id in the top byte and the start time in the next bits, then a counter.
+    pub fn new_session_id(&self) -> SessionId {
+        self.inner.next_session.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The password of a session: derived from its id and this node's secret, as ZooKeeper does.
+    pub fn password(&self, session: SessionId) -> Vec<u8> {
+        let mut h = Sha1::new();
+        h.update(session.to_be_bytes());
+        h.update(self.inner.secret);
+        h.finalize()[..16].to_vec()
+    }
+
+    pub fn last_zxid(&self) -> i64 {
+        self.inner.last_zxid.load(Ordering::Acquire)
+    }
+
+    pub fn sessions(&self) -> &SessionTracker {
+        &self.inner.tracker
+    }
+}
+
+fn first_session_id(server_id: i64, now_ms: i64) -> SessionId {
+    ((now_ms << 24) as u64 >> 8) as i64 | (server_id << 56)
+}
+
+fn wall_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// A started node and the task that ends when it stops.
+pub struct Started {
+    pub node: Node,
+    pub task: JoinHandle<Result<(), NodeError>>,
+}
+
+/// Opens the data directory, restores the last checkpoint, replays the ordered log after it, and
+/// starts ordering new commands.
+pub async fn start(cfg: &Config) -> Result<Started, NodeError> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .map_err(|e| NodeError::Store(storage::StoreError::Io(e.to_string())))?;
+    let storage = storage::Storage::open(&cfg.data_dir)?;
+    let zk_opts = zk::Options {
+        extended_types: cfg.extended_types,
+        super_digest: cfg.super_digest.clone(),
+    };
+    let checkpoints = storage.checkpoints();
+    let latest = tokio::task::spawn_blocking(move || checkpoints.load_latest())
+        .await
+        .map_err(|e| NodeError::Snapshot(e.to_string()))??;
+    let (zk, after) = match latest {
+        Some(cp) => {
+            let zk = Zk::restore(&cp.data, zk_opts.clone())
+                .map_err(|e| NodeError::Snapshot(e.to_string()))?;
+            (zk, cp.position.first().copied().unwrap_or(0))
+        }
+        None => (Zk::new(zk_opts.clone()), 0),
+    };
+    let group = group::start(&storage, GroupOptions::default(), after).await?;
+    let mut secret = [0u8; 16];
+    secret.copy_from_slice(&Sha1::digest(wall_ms().to_be_bytes())[..16]);
+    let node = Node {
+        inner: Arc::new(Inner {
+            group: group.handle.clone(),
+            routes: Mutex::new(HashMap::new()),
+            tracker: SessionTracker::default(),
+            last_zxid: AtomicI64::new(zk.last_zxid()),
+            next_session: AtomicI64::new(first_session_id(0, wall_ms())),
+            secret,
+        }),
+    };
+    let now = Instant::now();
+    for (id, timeout) in zk.sessions() {
+        node.inner.tracker.add(id, timeout, now);
+    }
+    let replica = replica::Replica::new(zk, node.clone(), after, cfg.snap_count);
+    let expiry_every = Duration::from_millis((cfg.tick_time_ms / 2).max(1) as u64);
+    let containers_every = Duration::from_millis(cfg.container_check_interval_ms.max(1));
+    let task = tokio::spawn(replica.run(group, expiry_every, containers_every));
+    Ok(Started { node, task })
+}
