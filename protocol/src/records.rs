@@ -78,7 +78,9 @@ pub struct ReplyHeader {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreateRequest {
     pub path: String,
-    pub data: Vec<u8>,
+    /// `None` is jute's null buffer (zkCli's `create /a` without data); ZooKeeper stores and
+    /// returns it as null, distinct from empty.
+    pub data: Option<Vec<u8>>,
     pub acl: Vec<Acl>,
     pub flags: i32,
     pub ttl: Option<i64>,
@@ -106,7 +108,8 @@ pub struct PathRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SetDataRequest {
     pub path: String,
-    pub data: Vec<u8>,
+    /// `None` is jute's null buffer.
+    pub data: Option<Vec<u8>>,
     pub version: i32,
 }
 
@@ -169,19 +172,27 @@ pub struct SetWatches {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MultiOp {
     /// `op` is Create, Create2, CreateContainer or CreateTtl.
-    Create { op: OpCode, req: CreateRequest },
+    Create {
+        op: OpCode,
+        req: CreateRequest,
+    },
     Delete(DeleteRequest),
     SetData(SetDataRequest),
     Check(CheckVersionRequest),
-    GetChildren(PathRequest),
-    GetData(PathRequest),
+    /// multiRead only; `GetChildrenRequest` on the wire, whose `watch` the Java client sends false.
+    GetChildren(PathWatchRequest),
+    /// multiRead only; `GetDataRequest` on the wire, whose `watch` the Java client sends false.
+    GetData(PathWatchRequest),
 }
 
 /// A decoded request body, by opcode.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     /// `op` is Create, Create2, CreateContainer or CreateTtl.
-    Create { op: OpCode, req: CreateRequest },
+    Create {
+        op: OpCode,
+        req: CreateRequest,
+    },
     Delete(DeleteRequest),
     DeleteContainer(PathRequest),
     Exists(PathWatchRequest),
@@ -202,7 +213,9 @@ pub enum Request {
     Auth(AuthPacket),
     SetWatches(SetWatches),
     SetWatches2(SetWatches),
-    Sasl { token: Vec<u8> },
+    Sasl {
+        token: Vec<u8>,
+    },
     GetEphemerals(PathRequest),
     GetAllChildrenNumber(PathRequest),
     AddWatch(AddWatchRequest),
@@ -220,16 +233,32 @@ pub struct ClientInfo {
 /// The result of one operation of a multi or multiRead.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MultiResult {
-    Create { path: String },
-    Create2 { path: String, stat: Stat },
+    Create {
+        path: String,
+    },
+    Create2 {
+        path: String,
+        stat: Stat,
+    },
     Delete,
-    SetData { stat: Stat },
+    SetData {
+        stat: Stat,
+    },
     Check,
-    GetData { data: Vec<u8>, stat: Stat },
-    GetChildren { children: Vec<String> },
-    /// The per-op error of a failed multi (opcode -1, `ErrorResponse`); `Ok` for ops rolled back
-    /// before the failing one is reported as ZooKeeper does (see the encoder).
-    Error { err: i32 },
+    GetData {
+        data: Option<Vec<u8>>,
+        stat: Stat,
+    },
+    GetChildren {
+        children: Vec<String>,
+    },
+    /// Opcode -1 with an `ErrorResponse`. In a failed multi ZooKeeper 3.8 answers every op with one:
+    /// `err` 0 (Ok) for the ops before the failing one, the failing op's code, and -2
+    /// (RuntimeInconsistency) for the ops after it; the `ReplyHeader::err` stays 0. In a multiRead
+    /// only the failing reads are errors.
+    Error {
+        err: i32,
+    },
 }
 
 /// A reply body, by the opcode of the request it answers. Sent only when `ReplyHeader::err` is 0,
@@ -238,20 +267,50 @@ pub enum MultiResult {
 pub enum Response {
     /// delete, ping, check, setWatches, removeWatches, checkWatches, addWatch, auth, closeSession.
     Empty,
-    Create { path: String },
-    Create2 { path: String, stat: Stat },
+    Create {
+        path: String,
+    },
+    Create2 {
+        path: String,
+        stat: Stat,
+    },
     /// exists, setData, setACL.
     Stat(Stat),
-    GetData { data: Vec<u8>, stat: Stat },
-    GetAcl { acl: Vec<Acl>, stat: Stat },
-    GetChildren { children: Vec<String> },
-    GetChildren2 { children: Vec<String>, stat: Stat },
-    Sync { path: String },
+    /// getData, and reconfig (whose reply is the new configuration as a `GetDataResponse`).
+    /// `data: None` is a null buffer.
+    GetData {
+        data: Option<Vec<u8>>,
+        stat: Stat,
+    },
+    GetAcl {
+        acl: Vec<Acl>,
+        stat: Stat,
+    },
+    GetChildren {
+        children: Vec<String>,
+    },
+    GetChildren2 {
+        children: Vec<String>,
+        stat: Stat,
+    },
+    Sync {
+        path: String,
+    },
     Multi(Vec<MultiResult>),
-    GetEphemerals { ephemerals: Vec<String> },
-    GetAllChildrenNumber { total: i32 },
-    WhoAmI { client_info: Vec<ClientInfo> },
-    Sasl { token: Vec<u8> },
+    GetEphemerals {
+        ephemerals: Vec<String>,
+    },
+    GetAllChildrenNumber {
+        total: i32,
+    },
+    WhoAmI {
+        client_info: Vec<ClientInfo>,
+    },
+    Sasl {
+        token: Vec<u8>,
+    },
+    /// A watch notification (`ReplyHeader::xid` -1), whatever request is outstanding.
+    Notification(WatcherEvent),
 }
 
 /// A watch notification body (after a `ReplyHeader` with xid -1).
