@@ -87,7 +87,47 @@ fn main() -> anyhow::Result<()> {
         Command::Start(args) => {
             let cfg = args.into_config()?;
             let runtime = tokio::runtime::Runtime::new()?;
-            runtime.block_on(volery::start(cfg))
+            runtime.block_on(start(cfg))
         }
     }
+}
+
+/// Runs a standalone server until ctrl-c or SIGTERM.
+async fn start(cfg: Config) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(cfg.client_addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.client_addr))?;
+    let started = volery::node::start(&cfg)
+        .await
+        .with_context(|| format!("cannot start on data dir {}", cfg.data_dir.display()))?;
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        data_dir = %cfg.data_dir.display(),
+        "volery serving ZooKeeper clients"
+    );
+    let limits = volery::server::Limits::from_config(&cfg);
+    let mut task = started.task;
+    tokio::select! {
+        _ = volery::server::run(listener, started.node, limits, shutdown_signal()) => {
+            tracing::info!("shutting down");
+            Ok(())
+        }
+        r = &mut task => match r {
+            Ok(Ok(())) => anyhow::bail!("the node stopped"),
+            Ok(Err(e)) => Err(e).context("the node failed"),
+            Err(e) => Err(e).context("the node task panicked"),
+        },
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
 }

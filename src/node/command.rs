@@ -55,7 +55,10 @@ pub fn encode(cmd: &Command) -> Bytes {
             put_buf(&mut out, scheme.as_bytes());
             put_buf(&mut out, auth);
         }
-        Op::Request(req) => protocol::encode_request(cmd.xid, req, &mut out),
+        Op::Request(req) => {
+            let header = protocol::RequestHeader { xid: cmd.xid, op: req.op_code().as_i32() };
+            protocol::encode_request(&header, req, &mut out)
+        }
     }
     out.freeze()
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use protocol::{xid, ConnectResponse, Encode, ErrorCode, ReplyHeader, Request, WatcherEvent};
+use protocol::{xid, ConnectResponse, Encode, ErrorCode, ReplyHeader, Request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -83,14 +83,9 @@ fn put_outbound(out: &mut BytesMut, msg: &Outbound) {
             let header = ReplyHeader { xid: *xid, zxid: *zxid, err: *err };
             protocol::encode_reply(&header, response.as_ref(), b)
         }),
-        Outbound::Notification(event) => put_frame(out, |b| put_notification(b, event)),
+        Outbound::Notification(event) => put_frame(out, |b| protocol::encode_notification(event, b)),
         Outbound::Close => {}
     }
-}
-
-fn put_notification(b: &mut BytesMut, event: &WatcherEvent) {
-    ReplyHeader { xid: xid::NOTIFICATION, zxid: -1, err: 0 }.encode(b);
-    event.encode(b);
 }
 
 /// Serves one client until it closes, its session ends, or it sends something malformed.
