@@ -1,0 +1,1 @@
+//! Behaviour tests of `Zk::apply` against ZooKeeper 3.8's rules.
