@@ -301,6 +301,12 @@ class Generator:
             return self.fresh()
         return self.bad_path()
 
+    def mutable_path(self):
+        """path() but never the base itself: creates, deletes and setACL stay
+        strictly inside the run's subtree (nothing depends on the root)."""
+        p = self.path()
+        return self.fresh() if p == self.m.base else p
+
     def bad_path(self):
         b = self.m.base
         return self.rng.choice(
@@ -344,9 +350,9 @@ class Generator:
         return self.rng.choice(self.m.sessions)
 
     def create_request(self, in_multi=False):
-        path = self.child_path() if self.rng.random() < 0.8 else self.path()
+        path = self.child_path() if self.rng.random() < 0.8 else self.mutable_path()
         flags = self.rng.choice([0, 0, 0, 1, 1, 2, 3])
-        if flags & 2 and self.rng.random() < 0.2:
+        if flags & 2 and path.startswith(self.m.base + "/") and self.rng.random() < 0.2:
             path = path + "/"  # sequential child named by the counter alone
         acl_name, acl = ("open", ACL_CHOICES[0][1]) if self.rng.random() < 0.6 else pick_acl(self.rng)
         data = self.data()
@@ -358,7 +364,7 @@ class Generator:
         kind = self.rng.choice(["create", "create", "delete", "set", "check"])
         if kind == "create":
             return self.create_request(in_multi=True)
-        path = self.path()
+        path = self.mutable_path() if kind == "delete" else self.path()
         if kind == "delete":
             v = self.version(path)
             return Delete(path, v), "delete(%r, %d)" % (path, v)
@@ -377,7 +383,7 @@ class Generator:
             req, d = self.create_request()
             return "call", s, req, d
         if r < 0.33:
-            p = self.path()
+            p = self.mutable_path()
             v = self.version(p)
             return "call", s, Delete(p, v), "delete(%r, %d)" % (p, v)
         if r < 0.43:
@@ -401,7 +407,7 @@ class Generator:
             p = self.path()
             return "call", s, GetACL(p), "getACL(%r)" % p
         if r < 0.74:
-            p = self.path()
+            p = self.mutable_path()
             name, acl = pick_acl(rng)
             v = self.aversion(p)
             return "call", s, SetACL(p, acl, v), "setACL(%r, %s, %d)" % (p, name, v)
