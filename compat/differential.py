@@ -102,6 +102,40 @@ class GetAllChildrenNumber:
         return int_struct.unpack_from(buf, offset)[0]
 
 
+class AddWatch:
+    """addWatch (opcode 106): mode 0 persistent, 1 persistent recursive."""
+
+    type = 106
+
+    def __init__(self, path, mode):
+        self.path = path
+        self.mode = mode
+
+    def serialize(self):
+        return bytearray(write_string(self.path) + int_struct.pack(self.mode))
+
+    @classmethod
+    def deserialize(cls, buf, offset):
+        return True
+
+
+class WatchesRequest:
+    """checkWatches (17) / removeWatches (18) with a watcher type
+    (1 children, 2 data, 3 any)."""
+
+    def __init__(self, opcode, path, wtype):
+        self.type = opcode
+        self.path = path
+        self.wtype = wtype
+
+    def serialize(self):
+        return bytearray(write_string(self.path) + int_struct.pack(self.wtype))
+
+    @classmethod
+    def deserialize(cls, buf, offset):
+        return True
+
+
 # ------------------------------------------------------------------- ACLs
 
 PERM_READ, PERM_WRITE, PERM_CREATE, PERM_DELETE, PERM_ADMIN, PERM_ALL = 1, 2, 4, 8, 16, 31
@@ -432,6 +466,15 @@ class Generator:
             return "probe", s, None, "probe(/zookeeper)"
         if r < 0.98:
             return "close", s, None, "closeSession(%d)" % s
+        if r < 0.988:
+            p = self.path()
+            mode = rng.choice([0, 1])
+            return "call", s, AddWatch(p, mode), "addWatch(%r, mode=%d)" % (p, mode)
+        if r < 0.996:
+            p = self.path()
+            opcode, wtype = rng.choice([17, 18]), rng.choice([1, 2, 3])
+            name = {17: "checkWatches", 18: "removeWatches"}[opcode]
+            return "call", s, WatchesRequest(opcode, p, wtype), "%s(%r, type=%d)" % (name, p, wtype)
         req, d = self.create_request()
         return "call", s, req, d
 
@@ -577,6 +620,8 @@ class Runner:
 
     def tally(self, req, reply):
         name = type(req).__name__
+        if isinstance(req, WatchesRequest):
+            name = {17: "CheckWatches", 18: "RemoveWatches"}[req.type]
         if isinstance(reply, BaseException):
             outcome = type(reply).__name__
         elif isinstance(req, Transaction) and isinstance(reply, list):
