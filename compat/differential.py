@@ -485,6 +485,13 @@ def noop_watcher(event):
 
 # ---------------------------------------------------------------- running
 
+LOST = {"ConnectionLoss", "ConnectionClosedError", "SessionExpiredError", "KazooTimeoutError", "Timeout", "TimeoutError"}
+
+
+class TargetLost(Exception):
+    """A server stopped answering: the run cannot go on meaningfully."""
+
+
 
 class Runner:
     def __init__(self, reference, target, seed, ops, max_report):
@@ -500,6 +507,7 @@ class Runner:
         self.gen = Generator(self.rng, self.model)
         self.divergences = 0
         self.compared = 0
+        self.lost = 0  # consecutive replies that were connection errors
         self.events_seen = 0  # watch events received from the reference
         self.outcomes = {}  # (operation kind, reference outcome) -> count
         self.op_index = 0
@@ -517,6 +525,12 @@ class Runner:
 
     def both(self, fn, desc):
         raw = [fn(side) for side in self.sides]
+        if any(type(r).__name__ in LOST for r in raw):
+            self.lost += 1
+            if self.lost >= 20:
+                raise TargetLost("20 consecutive replies lost (connection errors); last at op %d: %s" % (self.op_index, desc))
+        else:
+            self.lost = 0
         norm = [normalise(side, sorted_children(r), self.op_index) for side, r in zip(self.sides, raw)]
         self.compare(desc, norm[0], norm[1])
         return raw[0]
@@ -696,6 +710,9 @@ def main(argv=None):
         t0 = time.monotonic()
         try:
             runner.run()
+        except Exception as e:  # a server stopped answering: count it, report it
+            print("differential: aborted at op %d: %s: %s" % (runner.op_index, type(e).__name__, e))
+            runner.divergences += 1
         finally:
             ref.close_all()
             tgt.close_all()

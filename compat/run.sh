@@ -71,7 +71,13 @@ ensure_venv() {
   fi
   echo "compat: creating $VENV with pinned requirements" >&2
   rm -rf "$VENV"
-  python3 -m venv "$VENV" >&2 || { echo "compat: python3 -m venv failed" >&2; exit 1; }
+  if ! python3 -m venv "$VENV" >&2; then
+    # Debian's python3 needs python3-venv for `python3 -m venv`.
+    rm -rf "$VENV"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y python3-venv >&2 \
+      || { apt-get update >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y python3-venv >&2; }
+    python3 -m venv "$VENV" >&2 || { echo "compat: python3 -m venv failed" >&2; exit 1; }
+  fi
   "$VENV/bin/pip" install -q --disable-pip-version-check -r "$HERE/requirements.txt" >&2 \
     || { echo "compat: pip install failed" >&2; exit 1; }
   cp "$HERE/requirements.txt" "$stamp"
@@ -167,8 +173,12 @@ if wanted differential; then
   if [ "$rc" -eq 0 ]; then record differential 1 0; else record differential 0 1; fi
 fi
 
-if [ "$TOTAL_FAILED" -gt 0 ] && [ -n "$SERVER_LOG" ] && [ -f "$SERVER_LOG" ]; then
-  echo "compat: last lines of the server log $SERVER_LOG:"; tail -n 20 "$SERVER_LOG"
+if [ -n "$SERVER_LOG" ] && [ -f "$SERVER_LOG" ]; then
+  if [ "$TOTAL_FAILED" -gt 0 ]; then
+    echo "compat: server log kept at $SERVER_LOG; last lines:"; tail -n 20 "$SERVER_LOG"
+  else
+    TMPDIRS+=("$SERVER_LOG")
+  fi
 fi
 echo "$TOTAL_PASSED passed, $TOTAL_FAILED failed"
 [ "$TOTAL_FAILED" -eq 0 ]
