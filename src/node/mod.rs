@@ -47,6 +47,8 @@ pub struct Route {
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
+    #[error("cannot create the data directory: {0}")]
+    DataDir(std::io::Error),
     #[error("storage: {0}")]
     Store(#[from] storage::StoreError),
     #[error("ordering: {0}")]
@@ -140,12 +142,12 @@ pub struct Started {
 /// Opens the data directory, restores the last checkpoint, replays the ordered log after it, and
 /// starts ordering new commands.
 pub async fn start(cfg: &Config) -> Result<Started, NodeError> {
-    std::fs::create_dir_all(&cfg.data_dir)
-        .map_err(|e| NodeError::Store(storage::StoreError::Io(e.to_string())))?;
+    std::fs::create_dir_all(&cfg.data_dir).map_err(NodeError::DataDir)?;
     let storage = storage::Storage::open(&cfg.data_dir)?;
     let zk_opts = zk::Options {
         extended_types: cfg.extended_types,
         super_digest: cfg.super_digest.clone(),
+        ..zk::Options::default()
     };
     let checkpoints = storage.checkpoints();
     let latest = tokio::task::spawn_blocking(move || checkpoints.load_latest())
