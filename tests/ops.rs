@@ -105,7 +105,8 @@ async fn create_errors() {
     .await;
 }
 
-/// Sequence suffixes are the parent's cversion at creation, printed with 10 digits.
+/// Sequence suffixes count the parent's child creations so far (deletions do not count), printed with
+/// 10 digits; the client-visible cversion counts creations and deletions.
 #[tokio::test]
 async fn sequential_suffix_follows_parent_cversion() {
     bounded(async {
@@ -122,12 +123,17 @@ async fn sequential_suffix_follows_parent_cversion() {
         assert_eq!((s0.into_i64(), s1.into_i64()), (0, 1));
         assert_eq!(s1.to_string(), "0000000001");
 
-        // A plain child and a deletion each bump cversion, and so the next suffix.
+        // A plain child counts as a creation; its deletion does not move the suffix.
         create_persistent(&client, &format!("{base}/plain"), b"").await;
+        let before_delete = client.check_stat(&base).await.expect("exists").expect("present");
         client.delete(&format!("{base}/plain"), None).await.expect("delete plain");
-        let (stat, s4) = client.create(&prefix, b"", &eseq).await.expect("ephemeral seq");
-        assert_eq!(s4.into_i64(), 4);
+        let after_delete = client.check_stat(&base).await.expect("exists").expect("present");
+        assert_eq!(after_delete.cversion, before_delete.cversion + 1, "a deletion is visible in cversion");
+        let (stat, s3) = client.create(&prefix, b"", &eseq).await.expect("ephemeral seq");
+        assert_eq!(s3.into_i64(), 3);
         assert_eq!(stat.ephemeral_owner, client.session_id().0);
+        let parent = client.check_stat(&base).await.expect("exists").expect("present");
+        assert_eq!((parent.cversion, parent.num_children), (5, 3), "4 creations + 1 deletion");
 
         // Suffixes are per parent and a bare trailing slash is a valid sequential prefix.
         let other = format!("{base}/other");
@@ -136,7 +142,7 @@ async fn sequential_suffix_follows_parent_cversion() {
         assert_eq!(s.into_i64(), 0);
 
         let children = set(client.list_children(&base).await.expect("children"));
-        let expected = set(["n-0000000000", "n-0000000001", "n-0000000004", "other"]);
+        let expected = set(["n-0000000000", "n-0000000001", "n-0000000003", "other"]);
         assert_eq!(children, expected);
         assert_eq!(client.list_children(&other).await.expect("children"), vec!["0000000000".to_string()]);
         assert_eq!(client.get_data(&format!("{base}/n-0000000001")).await.expect("get").0, b"b");
@@ -184,7 +190,9 @@ async fn container_removed_after_last_child_goes() {
         let base = unique_path("container");
         let container = CreateMode::Container.with_acls(Acls::anyone_all());
         let (stat, _) = client.create(&base, b"c", &container).await.expect("create container");
-        assert_eq!(stat.ephemeral_owner, i64::MIN, "EphemeralType.CONTAINER owner");
+        // The container marker stays server-side: clients see ephemeralOwner 0 (DataNode.copyStat).
+        assert_eq!(stat.ephemeral_owner, 0);
+        assert_eq!(client.check_stat(&base).await.expect("exists"), Some(stat));
         let unused = format!("{base}-unused");
         client.create(&unused, b"", &container).await.expect("create unused container");
 
@@ -204,7 +212,7 @@ async fn container_removed_after_last_child_goes() {
     .await;
 }
 
-/// TTL nodes need extendedTypesEnabled; they carry the TTL in ephemeralOwner and expire when childless.
+/// TTL nodes need extendedTypesEnabled and expire when childless; the TTL is not visible in the Stat.
 #[tokio::test]
 async fn ttl_nodes_with_extended_types() {
     bounded(async {
@@ -213,7 +221,7 @@ async fn ttl_nodes_with_extended_types() {
         let base = unique_path("ttl");
         let ttl = CreateMode::Persistent.with_acls(Acls::anyone_all()).with_ttl(Duration::from_millis(500));
         let (stat, _) = client.create(&base, b"t", &ttl).await.expect("create ttl");
-        assert_eq!(stat.ephemeral_owner, (0xFFi64 << 56) | 500, "EphemeralType.TTL owner encoding");
+        assert_eq!(stat.ephemeral_owner, 0, "the TTL marker stays server-side");
         assert_eq!(stat.version, 0);
 
         let seq_ttl =
@@ -222,7 +230,7 @@ async fn ttl_nodes_with_extended_types() {
         create_persistent(&client, &keeper, b"").await;
         let (stat, s) = client.create(&format!("{keeper}/s-"), b"", &seq_ttl).await.expect("sequential ttl");
         assert_eq!(s.into_i64(), 0);
-        assert_eq!(stat.ephemeral_owner, (0xFFi64 << 56) | 3_600_000);
+        assert_eq!(stat.ephemeral_owner, 0);
 
         let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
         while client.check_stat(&base).await.expect("exists").is_some() {
@@ -315,12 +323,15 @@ async fn zxids_in_reply_headers_match_stats() {
         assert_eq!(stat.cversion, 2);
         assert_eq!(exists.zxid, deleted.zxid, "a read reports the last processed zxid");
 
-        // Failed writes are not txns and leave the last zxid unchanged.
+        // A failed write is still a txn (an error txn) and takes a zxid.
         let failed = conn.request(op::SET_DATA, &raw::set_data_body(&base, b"", 99)).await;
         assert_eq!(failed.err, err::BAD_VERSION);
         assert!(failed.body.is_empty(), "error replies carry no body");
+        assert!(failed.zxid > deleted.zxid);
         let exists = conn.request(op::EXISTS, &raw::path_watch_body(&base, false)).await;
-        assert_eq!(exists.zxid, deleted.zxid);
+        assert_eq!(exists.zxid, failed.zxid);
+        let stat = Reader::new(&exists.body).stat();
+        assert_eq!((stat.version, stat.mzxid), (1, set.zxid), "the failed write changed nothing");
         conn.close_session().await;
     })
     .await;
@@ -429,9 +440,9 @@ async fn digest_auth_enforces_acls() {
             assert_eq!(client.get_data(&path).await.unwrap_err(), Error::NoAuth);
             assert_eq!(client.set_data(&path, b"x", None).await.unwrap_err(), Error::NoAuth);
             assert_eq!(client.list_children(&path).await.unwrap_err(), Error::NoAuth);
-            // exists and getACL are not ACL-checked.
+            // exists is not ACL-checked; getACL needs READ or ADMIN.
             assert!(client.check_stat(&path).await.expect("exists").is_some());
-            assert!(client.get_acl(&path).await.is_ok());
+            assert_eq!(client.get_acl(&path).await.unwrap_err(), Error::NoAuth);
         }
         assert_eq!(alice2.get_data(&path).await.expect("same identity").0, b"private");
         alice2.set_data(&path, b"changed", None).await.expect("same identity writes");
@@ -545,33 +556,72 @@ async fn root_and_system_nodes() {
     .await;
 }
 
-/// Paths the crate refuses locally, sent raw: ZooKeeper answers BadArguments.
+const OK: i32 = err::OK;
+const BAD: i32 = err::BAD_ARGUMENTS;
+const NONODE: i32 = err::NO_NODE;
+const EXISTS: i32 = err::NODE_EXISTS;
+
+/// One path and ZooKeeper 3.8's answer to create, getData, exists, setData, delete, getChildren and
+/// sync on it. `{P}` stands for an existing node. Writes validate the path (create only after
+/// finding the parent, delete only after finding the node); reads look the path up as given, and
+/// exists alone rejects a NUL; sync never fails.
+const PATH_TABLE: &[(&str, [i32; 7])] = &[
+    ("", [BAD, OK, OK, BAD, BAD, OK, OK]), // "" is the root's key in the tree
+    ("a", [BAD, NONODE, NONODE, BAD, BAD, NONODE, OK]),
+    ("/", [EXISTS, OK, OK, OK, BAD, OK, OK]),
+    ("/zookeeper", [EXISTS, OK, OK, OK, BAD, OK, OK]),
+    ("/zookeeper/quota", [EXISTS, OK, OK, OK, BAD, OK, OK]),
+    ("/.", [BAD, NONODE, NONODE, BAD, NONODE, NONODE, OK]),
+    ("/..", [BAD, NONODE, NONODE, BAD, NONODE, NONODE, OK]),
+    ("/a\u{0}b", [BAD, NONODE, BAD, BAD, BAD, NONODE, OK]),
+    ("/a\u{1}b", [BAD, NONODE, NONODE, BAD, NONODE, NONODE, OK]),
+    ("/a\u{f8ff}b", [BAD, NONODE, NONODE, BAD, NONODE, NONODE, OK]),
+    ("{P}/", [BAD, NONODE, NONODE, BAD, NONODE, NONODE, OK]),
+    ("{P}//b", [NONODE, NONODE, NONODE, BAD, NONODE, NONODE, OK]),
+    ("{P}/./b", [NONODE, NONODE, NONODE, BAD, NONODE, NONODE, OK]),
+    ("{P}/../b", [NONODE, NONODE, NONODE, BAD, NONODE, NONODE, OK]),
+    ("{P}/.", [BAD, NONODE, NONODE, BAD, NONODE, NONODE, OK]),
+    ("{P}/..", [BAD, NONODE, NONODE, BAD, NONODE, NONODE, OK]),
+    ("{P}/b/", [NONODE, NONODE, NONODE, BAD, NONODE, NONODE, OK]),
+    ("{P}/\u{0}", [BAD, NONODE, BAD, BAD, BAD, NONODE, OK]),
+    ("{P}/\u{7f}", [BAD, NONODE, NONODE, BAD, NONODE, NONODE, OK]),
+    ("{P}/\u{9f}", [BAD, NONODE, NONODE, BAD, NONODE, NONODE, OK]),
+    ("{P}/\u{fff0}", [BAD, NONODE, NONODE, BAD, NONODE, NONODE, OK]),
+    ("{P}/\u{ffff}", [BAD, NONODE, NONODE, BAD, NONODE, NONODE, OK]),
+    // Valid names: dots inside a name and spaces are fine (create first, then the rest see it).
+    ("{P}/ok.", [OK, OK, OK, OK, OK, NONODE, OK]),
+    ("{P}/a b", [OK, OK, OK, OK, OK, NONODE, OK]),
+];
+
+/// Path validation and lookup errors, sent raw because the crate refuses bad paths locally.
 #[tokio::test]
-async fn bad_paths_are_bad_arguments() {
+async fn path_validation_matches_zookeeper() {
     bounded(async {
         let server = Server::start().await;
         let mut conn = RawConn::connect(&server.addr(), 30_000).await;
-        let bad =
-            ["", "a", "/a/", "/a//b", "/a/./b", "/a/../b", "/.", "/..", "/a\u{0}b", "/a\u{1}b", "/a\u{f8ff}b"];
-        for path in bad {
-            let reply = conn.request(op::CREATE, &raw::create_body(path, b"", 0)).await;
-            assert_eq!(reply.err, err::BAD_ARGUMENTS, "create {path:?}");
-            let reply = conn.request(op::GET_DATA, &raw::path_watch_body(path, false)).await;
-            assert_eq!(reply.err, err::BAD_ARGUMENTS, "getData {path:?}");
-            let reply = conn.request(op::SET_DATA, &raw::set_data_body(path, b"", -1)).await;
-            assert_eq!(reply.err, err::BAD_ARGUMENTS, "setData {path:?}");
-            let reply = conn.request(op::DELETE, &raw::path_version_body(path, -1)).await;
-            assert_eq!(reply.err, err::BAD_ARGUMENTS, "delete {path:?}");
+        let base = unique_path("paths");
+        assert_eq!(conn.request(op::CREATE, &raw::create_body(&base, b"", 0)).await.err, err::OK);
+        for (row, (template, expected)) in PATH_TABLE.iter().enumerate() {
+            let path = template.replace("{P}", &base);
+            let got = [
+                conn.request(op::CREATE, &raw::create_body(&path, b"", 0)).await.err,
+                conn.request(op::GET_DATA, &raw::path_watch_body(&path, false)).await.err,
+                conn.request(op::EXISTS, &raw::path_watch_body(&path, false)).await.err,
+                conn.request(op::SET_DATA, &raw::set_data_body(&path, b"", -1)).await.err,
+                conn.request(op::DELETE, &raw::path_version_body(&path, -1)).await.err,
+                conn.request(op::GET_CHILDREN, &raw::path_watch_body(&path, false)).await.err,
+                conn.request(op::SYNC, &raw::path_body(&path)).await.err,
+            ];
+            assert_eq!(
+                &got, expected,
+                "row {row} {template:?}: [create, getData, exists, setData, delete, getChildren, sync]"
+            );
         }
-        // Creating the root is refused; names containing dots are fine.
-        let reply = conn.request(op::CREATE, &raw::create_body("/", b"", 0)).await;
-        assert_eq!(reply.err, err::BAD_ARGUMENTS, "create /");
-        let dotted = format!("{}.x..y", unique_path("dots"));
-        assert_eq!(conn.request(op::CREATE, &raw::create_body(&dotted, b"", 0)).await.err, err::OK);
-        // A sequential create's path is validated after the suffix is appended: "/x/" is fine.
-        let reply = conn.request(op::CREATE, &raw::create_body(&format!("{dotted}/"), b"", 2)).await;
+        // A sequential create's path is validated after the suffix is appended: "{P}/" is fine.
+        let reply = conn.request(op::CREATE, &raw::create_body(&format!("{base}/"), b"", 2)).await;
         assert_eq!(reply.err, err::OK);
-        assert_eq!(Reader::new(&reply.body).string(), Some(format!("{dotted}/0000000000")));
+        let expected_suffix = 2; // "ok." and "a b" were created before
+        assert_eq!(Reader::new(&reply.body).string(), Some(format!("{base}/{expected_suffix:010}")));
         conn.close_session().await;
     })
     .await;
@@ -605,16 +655,19 @@ async fn multi_commits_all_ops_with_per_op_results() {
         assert_eq!(results[3], MultiWriteResult::Check);
         assert_eq!(results[4], MultiWriteResult::Delete);
         let MultiWriteResult::Create { path: seq_path, .. } = &results[5] else { panic!("{:?}", results[5]) };
-        // Parent cversion before: 1 (gone); +1 create new, +1 delete gone → suffix 3.
-        assert_eq!(seq_path, &format!("{base}/s-0000000003"));
+        // Child creations under the parent so far: gone, new → suffix 2 (the deletion does not count).
+        assert_eq!(seq_path, &format!("{base}/s-0000000002"));
+        // ZooKeeper 3.8 answers a create inside multi with the path only (ZOOKEEPER-4026).
+        assert!(created.is_invalid(), "no stat for a create inside multi: {created:?}");
 
         // All ops of one multi share one zxid.
         assert_eq!(set_stat.version, 1);
-        assert_eq!(set_stat.mzxid, created.czxid);
         let (data, stat) = client.get_data(&base).await.expect("get");
         assert_eq!(data, b"v1");
-        assert_eq!(stat.mzxid, created.czxid);
-        assert_eq!(stat.pzxid, created.czxid);
+        assert_eq!(stat.mzxid, set_stat.mzxid);
+        assert_eq!(stat.pzxid, set_stat.mzxid);
+        let new_stat = client.check_stat(&format!("{base}/new")).await.expect("exists").expect("created");
+        assert_eq!(new_stat.czxid, set_stat.mzxid);
         assert_eq!((stat.cversion, stat.num_children), (4, 2));
         assert_eq!(client.check_stat(&gone).await.expect("exists"), None);
     })
@@ -698,9 +751,8 @@ async fn failed_multi_wire_results() {
         let results = raw::parse_multi(&reply.body);
         assert_eq!(results.len(), 5);
         assert_eq!(results[0], MultiResult::Create { path: format!("{base}/a") });
-        let MultiResult::Create2 { path, stat } = &results[1] else { panic!("{:?}", results[1]) };
-        assert_eq!(path, &format!("{base}/b"));
-        assert_eq!((stat.czxid, stat.data_length), (reply.zxid, 2));
+        // create2 inside multi is answered like create: header type 1, path only (ZOOKEEPER-4026).
+        assert_eq!(results[1], MultiResult::Create { path: format!("{base}/b") });
         assert_eq!(results[2], MultiResult::Check);
         let MultiResult::SetData { stat } = &results[3] else { panic!("{:?}", results[3]) };
         assert_eq!((stat.version, stat.mzxid, stat.num_children, stat.cversion), (1, reply.zxid, 2, 2));
@@ -745,7 +797,8 @@ async fn multi_read_returns_per_op_results() {
     .await;
 }
 
-/// Writes inside multiRead and reads inside multi are refused as a whole.
+/// Reads inside multi and writes inside multiRead are refused as a whole with MarshallingError;
+/// the connection stays usable.
 #[tokio::test]
 async fn multi_kinds_do_not_mix() {
     bounded(async {
@@ -756,7 +809,16 @@ async fn multi_kinds_do_not_mix() {
         let ops = vec![(op::GET_DATA, raw::path_watch_body(&base, false))];
         let reply = conn.request(op::MULTI, &raw::multi_body(&ops)).await;
         assert_eq!(reply.err, err::MARSHALLING_ERROR, "getData inside multi");
-        assert!(conn.closed_within(Duration::from_secs(10)).await, "a marshalling error closes the connection");
+        assert!(reply.body.is_empty());
+
+        let child = format!("{base}/c");
+        let ops = vec![(op::CREATE, raw::create_body(&child, b"", 0))];
+        let reply = conn.request(op::MULTI_READ, &raw::multi_body(&ops)).await;
+        assert_eq!(reply.err, err::MARSHALLING_ERROR, "create inside multiRead");
+        assert!(raw::parse_multi(&reply.body).is_empty(), "an empty result list follows");
+
+        assert_eq!(conn.request(op::EXISTS, &raw::path_watch_body(&child, false)).await.err, err::NO_NODE);
+        conn.close_session().await;
     })
     .await;
 }
