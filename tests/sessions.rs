@@ -115,9 +115,13 @@ async fn resume_with_wrong_password_is_refused() {
         assert_eq!(refused.session_id, 0, "refused: session id 0");
         assert_eq!(refused.timeout_ms, 0, "refused: timeout 0");
         assert!(refused.closed_within(Duration::from_secs(10)).await, "server closes a refused connection");
-        // The real session is untouched.
-        assert_eq!(owner_of(&mut conn, &path).await, Some(conn.session_id));
-        conn.close_session().await;
+        // ZooKeeper drops the session's current connection before checking the password...
+        assert!(conn.closed_within(Duration::from_secs(10)).await, "the session's old connection is closed");
+        // ...but the session itself lives on and resumes with the right password.
+        let mut resumed = RawConn::resume(&server.addr(), 20_000, conn.session_id, &conn.password).await;
+        assert_eq!(resumed.session_id, conn.session_id);
+        assert_eq!(owner_of(&mut resumed, &path).await, Some(conn.session_id));
+        resumed.close_session().await;
     })
     .await;
 }
