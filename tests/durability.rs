@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use common::raw::{self, err, op, RawConn, Reader};
 use common::{bounded, create_persistent, unique_path, within, Options, Server};
-use zookeeper_client as zk;
 use zk::{Acls, CreateMode};
+use zookeeper_client as zk;
 
 /// What one writer saw acknowledged, and the one write that may have been in flight at the kill.
 #[derive(Default)]
@@ -73,7 +73,10 @@ async fn verify(client: &zk::Client, base: &str, logs: &[Arc<Mutex<Acked>>]) -> 
             (a.creates.clone(), a.last_set.clone(), a.pending_set.clone())
         };
         for (path, data) in &creates {
-            let got = client.get_data(path).await.unwrap_or_else(|e| panic!("acknowledged {path} lost: {e}"));
+            let got = client
+                .get_data(path)
+                .await
+                .unwrap_or_else(|e| panic!("acknowledged {path} lost: {e}"));
             assert_eq!(&got.0, data, "data of acknowledged {path}");
             checked += 1;
         }
@@ -84,7 +87,11 @@ async fn verify(client: &zk::Client, base: &str, logs: &[Arc<Mutex<Acked>>]) -> 
                 assert_eq!(data, value, "{counter}: acknowledged value");
             } else {
                 // Only the single unacknowledged write may have landed after the acknowledged one.
-                assert_eq!(stat.version, version + 1, "{counter}: version after restart");
+                assert_eq!(
+                    stat.version,
+                    version + 1,
+                    "{counter}: version after restart"
+                );
                 assert_eq!(Some(data), pending, "{counter}: the in-flight value");
             }
             checked += 1;
@@ -111,8 +118,14 @@ async fn kill9_under_load_loses_no_acknowledged_write() {
         for task in tasks {
             let _ = task.await;
         }
-        let acked: usize = logs.iter().map(|l| l.lock().expect("lock").creates.len()).sum();
-        assert!(acked >= 20, "the load produced too few acknowledged writes ({acked}) to be meaningful");
+        let acked: usize = logs
+            .iter()
+            .map(|l| l.lock().expect("lock").creates.len())
+            .sum();
+        assert!(
+            acked >= 20,
+            "the load produced too few acknowledged writes ({acked}) to be meaningful"
+        );
 
         server.restart().await;
         let client = server.client().await;
@@ -168,7 +181,10 @@ async fn counters_survive_restart() {
         create_persistent(&client, &base, b"").await;
         let seq = CreateMode::PersistentSequential.with_acls(Acls::anyone_all());
         for _ in 0..3 {
-            client.create(&format!("{base}/s-"), b"", &seq).await.expect("seq");
+            client
+                .create(&format!("{base}/s-"), b"", &seq)
+                .await
+                .expect("seq");
         }
         let set = client.set_data(&base, b"v", None).await.expect("set");
         let acl = [zk::Acl::new(zk::Permission::ALL, zk::AuthId::anyone())];
@@ -183,12 +199,26 @@ async fn counters_survive_restart() {
         assert_eq!(data, b"v");
         assert_eq!(after, before, "every Stat field survives a restart");
         assert_eq!(after.mzxid, set.mzxid);
-        let (stat, s) = client.create(&format!("{base}/s-"), b"", &seq).await.expect("seq after restart");
+        let (stat, s) = client
+            .create(&format!("{base}/s-"), b"", &seq)
+            .await
+            .expect("seq after restart");
         assert_eq!(s.into_i64(), 3);
-        assert!(stat.czxid > before.pzxid, "zxids keep increasing after restart");
+        assert!(
+            stat.czxid > before.pzxid,
+            "zxids keep increasing after restart"
+        );
         let mut children = client.list_children(&base).await.expect("children");
         children.sort();
-        assert_eq!(children, ["s-0000000000", "s-0000000001", "s-0000000002", "s-0000000003"]);
+        assert_eq!(
+            children,
+            [
+                "s-0000000000",
+                "s-0000000001",
+                "s-0000000002",
+                "s-0000000003"
+            ]
+        );
     })
     .await;
 }
@@ -198,13 +228,19 @@ async fn counters_survive_restart() {
 #[tokio::test]
 async fn sessions_and_ephemerals_survive_restart() {
     bounded(async {
-        let mut server = Server::start_with(Options { tick_time_ms: 500, ..Options::default() }).await;
+        let mut server = Server::start_with(Options {
+            tick_time_ms: 500,
+            ..Options::default()
+        })
+        .await;
         let mut kept = RawConn::connect(&server.addr(), 6000).await;
         let mut abandoned = RawConn::connect(&server.addr(), 2000).await;
         let kept_path = unique_path("eph-kept");
         let abandoned_path = unique_path("eph-abandoned");
         for (conn, path) in [(&mut kept, &kept_path), (&mut abandoned, &abandoned_path)] {
-            let reply = conn.request(op::CREATE, &raw::create_body(path, b"", 1)).await;
+            let reply = conn
+                .request(op::CREATE, &raw::create_body(path, b"", 1))
+                .await;
             assert_eq!(reply.err, err::OK);
         }
         let (sid, password) = (kept.session_id, kept.password.clone());
@@ -215,19 +251,28 @@ async fn sessions_and_ephemerals_survive_restart() {
         server.restart().await;
         let mut resumed = RawConn::resume(&server.addr(), 6000, sid, &password).await;
         assert_eq!(resumed.session_id, sid, "the session survived the restart");
-        let reply = resumed.request(op::EXISTS, &raw::path_watch_body(&kept_path, false)).await;
+        let reply = resumed
+            .request(op::EXISTS, &raw::path_watch_body(&kept_path, false))
+            .await;
         assert_eq!(reply.err, err::OK);
         assert_eq!(Reader::new(&reply.body).stat().ephemeral_owner, sid);
 
         let observer = server.client().await;
         within(20, "abandoned session expires after restart", async {
-            while observer.check_stat(&abandoned_path).await.expect("exists").is_some() {
+            while observer
+                .check_stat(&abandoned_path)
+                .await
+                .expect("exists")
+                .is_some()
+            {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 resumed.ping().await;
             }
         })
         .await;
-        let reply = resumed.request(op::EXISTS, &raw::path_watch_body(&kept_path, false)).await;
+        let reply = resumed
+            .request(op::EXISTS, &raw::path_watch_body(&kept_path, false))
+            .await;
         assert_eq!(reply.err, err::OK, "the resumed session's ephemeral stays");
         resumed.close_session().await;
     })
@@ -239,25 +284,53 @@ async fn sessions_and_ephemerals_survive_restart() {
 async fn tree_and_acls_survive_restart() {
     bounded(async {
         let mut server = Server::start().await;
-        let client = server.connect(zk::Client::connector().with_auth("digest", b"dana:pw")).await;
+        let client = server
+            .connect(zk::Client::connector().with_auth("digest", b"dana:pw"))
+            .await;
         let base = unique_path("tree");
         create_persistent(&client, &base, b"root").await;
         for i in 0..20 {
             create_persistent(&client, &format!("{base}/n{i}"), format!("{i}").as_bytes()).await;
         }
         let private = format!("{base}/private");
-        client.create(&private, b"p", &CreateMode::Persistent.with_acls(Acls::creator_all())).await.expect("create");
-        client.delete(&format!("{base}/n7"), None).await.expect("delete");
+        client
+            .create(
+                &private,
+                b"p",
+                &CreateMode::Persistent.with_acls(Acls::creator_all()),
+            )
+            .await
+            .expect("create");
+        client
+            .delete(&format!("{base}/n7"), None)
+            .await
+            .expect("delete");
         drop(client);
 
         server.kill9();
         server.restart().await;
         let anon = server.client().await;
-        assert_eq!(anon.count_descendants_number(&base).await.expect("count"), 20);
-        assert_eq!(anon.check_stat(&format!("{base}/n7")).await.expect("exists"), None);
-        assert_eq!(anon.get_data(&format!("{base}/n19")).await.expect("get").0, b"19");
-        assert_eq!(anon.get_data(&private).await.unwrap_err(), zk::Error::NoAuth);
-        let dana = server.connect(zk::Client::connector().with_auth("digest", b"dana:pw")).await;
+        assert_eq!(
+            anon.count_descendants_number(&base).await.expect("count"),
+            20
+        );
+        assert_eq!(
+            anon.check_stat(&format!("{base}/n7"))
+                .await
+                .expect("exists"),
+            None
+        );
+        assert_eq!(
+            anon.get_data(&format!("{base}/n19")).await.expect("get").0,
+            b"19"
+        );
+        assert_eq!(
+            anon.get_data(&private).await.unwrap_err(),
+            zk::Error::NoAuth
+        );
+        let dana = server
+            .connect(zk::Client::connector().with_auth("digest", b"dana:pw"))
+            .await;
         assert_eq!(dana.get_data(&private).await.expect("owner reads").0, b"p");
     })
     .await;

@@ -8,14 +8,18 @@ use std::time::Duration;
 use common::raw::{self, err, event, op, Event, RawConn};
 use common::{bounded, create_persistent, unique_path, within, Server};
 use futures::FutureExt;
-use zookeeper_client as zk;
 use zk::{AddWatchMode, EventType, SessionState, WatchedEvent};
+use zookeeper_client as zk;
 
 /// How long to listen for events that must not come.
 const QUIET: Duration = Duration::from_millis(700);
 
 fn ev(kind: i32, path: &str) -> Event {
-    Event { kind, state: event::STATE_SYNC_CONNECTED, path: path.to_string() }
+    Event {
+        kind,
+        state: event::STATE_SYNC_CONNECTED,
+        path: path.to_string(),
+    }
 }
 
 fn assert_event(got: &WatchedEvent, kind: EventType, path: &str) {
@@ -45,10 +49,18 @@ async fn data_watch_fires_once_on_change() {
 
         // On the wire: one notification for two changes, none for a failed change.
         let mut conn = raw_conn(&server).await;
-        let reply = conn.request(op::GET_DATA, &raw::path_watch_body(&path, true)).await;
+        let reply = conn
+            .request(op::GET_DATA, &raw::path_watch_body(&path, true))
+            .await;
         assert_eq!(reply.err, err::OK);
-        assert_eq!(writer.set_data(&path, b"x", Some(99)).await.unwrap_err(), zk::Error::BadVersion);
-        assert!(conn.events_within(QUIET).await.is_empty(), "a failed setData fires nothing");
+        assert_eq!(
+            writer.set_data(&path, b"x", Some(99)).await.unwrap_err(),
+            zk::Error::BadVersion
+        );
+        assert!(
+            conn.events_within(QUIET).await.is_empty(),
+            "a failed setData fires nothing"
+        );
         writer.set_data(&path, b"2", None).await.expect("set");
         writer.set_data(&path, b"3", None).await.expect("set");
         let events = conn.events_within(QUIET).await;
@@ -67,11 +79,17 @@ async fn data_watch_fires_node_deleted() {
         let (_, _, w) = watcher.get_and_watch_data(&path).await.expect("watch");
         let writer = server.client().await;
         writer.delete(&path, None).await.expect("delete");
-        assert_event(&within(10, "NodeDeleted", w.changed()).await, EventType::NodeDeleted, &path);
+        assert_event(
+            &within(10, "NodeDeleted", w.changed()).await,
+            EventType::NodeDeleted,
+            &path,
+        );
 
         // getData on a missing node fails and leaves no watch behind.
         let mut conn = raw_conn(&server).await;
-        let reply = conn.request(op::GET_DATA, &raw::path_watch_body(&path, true)).await;
+        let reply = conn
+            .request(op::GET_DATA, &raw::path_watch_body(&path, true))
+            .await;
         assert_eq!(reply.err, err::NO_NODE);
         create_persistent(&writer, &path, b"").await;
         assert!(conn.events_within(QUIET).await.is_empty());
@@ -87,27 +105,53 @@ async fn exists_watch_fires_created_then_data_and_deleted() {
         let writer = server.client().await;
         let path = unique_path("ew");
 
-        let (stat, w) = watcher.check_and_watch_stat(&path).await.expect("exists watch");
+        let (stat, w) = watcher
+            .check_and_watch_stat(&path)
+            .await
+            .expect("exists watch");
         assert_eq!(stat, None);
         create_persistent(&writer, &path, b"").await;
-        assert_event(&within(10, "NodeCreated", w.changed()).await, EventType::NodeCreated, &path);
+        assert_event(
+            &within(10, "NodeCreated", w.changed()).await,
+            EventType::NodeCreated,
+            &path,
+        );
 
-        let (stat, w) = watcher.check_and_watch_stat(&path).await.expect("exists watch");
+        let (stat, w) = watcher
+            .check_and_watch_stat(&path)
+            .await
+            .expect("exists watch");
         assert!(stat.is_some());
         writer.set_data(&path, b"d", None).await.expect("set");
-        assert_event(&within(10, "NodeDataChanged", w.changed()).await, EventType::NodeDataChanged, &path);
+        assert_event(
+            &within(10, "NodeDataChanged", w.changed()).await,
+            EventType::NodeDataChanged,
+            &path,
+        );
 
-        let (_, w) = watcher.check_and_watch_stat(&path).await.expect("exists watch");
+        let (_, w) = watcher
+            .check_and_watch_stat(&path)
+            .await
+            .expect("exists watch");
         writer.delete(&path, None).await.expect("delete");
-        assert_event(&within(10, "NodeDeleted", w.changed()).await, EventType::NodeDeleted, &path);
+        assert_event(
+            &within(10, "NodeDeleted", w.changed()).await,
+            EventType::NodeDeleted,
+            &path,
+        );
 
         // Created and deleted again: the one-shot exists watch reports only the creation.
         let mut conn = raw_conn(&server).await;
-        let reply = conn.request(op::EXISTS, &raw::path_watch_body(&path, true)).await;
+        let reply = conn
+            .request(op::EXISTS, &raw::path_watch_body(&path, true))
+            .await;
         assert_eq!(reply.err, err::NO_NODE);
         create_persistent(&writer, &path, b"").await;
         writer.delete(&path, None).await.expect("delete");
-        assert_eq!(conn.events_within(QUIET).await, vec![ev(event::NODE_CREATED, &path)]);
+        assert_eq!(
+            conn.events_within(QUIET).await,
+            vec![ev(event::NODE_CREATED, &path)]
+        );
     })
     .await;
 }
@@ -122,30 +166,65 @@ async fn child_watch_fires_on_membership_changes_only() {
         create_persistent(&writer, &path, b"").await;
         let kid = format!("{path}/kid");
 
-        let (_, w) = watcher.list_and_watch_children(&path).await.expect("child watch");
+        let (_, w) = watcher
+            .list_and_watch_children(&path)
+            .await
+            .expect("child watch");
         create_persistent(&writer, &kid, b"").await;
-        assert_event(&within(10, "create", w.changed()).await, EventType::NodeChildrenChanged, &path);
+        assert_event(
+            &within(10, "create", w.changed()).await,
+            EventType::NodeChildrenChanged,
+            &path,
+        );
 
-        let (_, _, w) = watcher.get_and_watch_children(&path).await.expect("child watch 2");
+        let (_, _, w) = watcher
+            .get_and_watch_children(&path)
+            .await
+            .expect("child watch 2");
         writer.delete(&kid, None).await.expect("delete kid");
-        assert_event(&within(10, "delete", w.changed()).await, EventType::NodeChildrenChanged, &path);
+        assert_event(
+            &within(10, "delete", w.changed()).await,
+            EventType::NodeChildrenChanged,
+            &path,
+        );
 
-        let (_, w) = watcher.list_and_watch_children(&path).await.expect("child watch");
+        let (_, w) = watcher
+            .list_and_watch_children(&path)
+            .await
+            .expect("child watch");
         writer.delete(&path, None).await.expect("delete parent");
-        assert_event(&within(10, "parent deleted", w.changed()).await, EventType::NodeDeleted, &path);
+        assert_event(
+            &within(10, "parent deleted", w.changed()).await,
+            EventType::NodeDeleted,
+            &path,
+        );
 
         // Data changes of the parent or a child, and grandchildren, do not fire a child watch.
         create_persistent(&writer, &path, b"").await;
         create_persistent(&writer, &kid, b"").await;
         let mut conn = raw_conn(&server).await;
-        assert_eq!(conn.request(op::GET_CHILDREN, &raw::path_watch_body(&path, true)).await.err, err::OK);
-        writer.set_data(&path, b"p", None).await.expect("set parent");
+        assert_eq!(
+            conn.request(op::GET_CHILDREN, &raw::path_watch_body(&path, true))
+                .await
+                .err,
+            err::OK
+        );
+        writer
+            .set_data(&path, b"p", None)
+            .await
+            .expect("set parent");
         writer.set_data(&kid, b"k", None).await.expect("set kid");
         create_persistent(&writer, &format!("{kid}/grandkid"), b"").await;
         assert!(conn.events_within(QUIET).await.is_empty());
         create_persistent(&writer, &format!("{path}/kid2"), b"").await;
-        writer.delete(&format!("{path}/kid2"), None).await.expect("delete kid2");
-        assert_eq!(conn.events_within(QUIET).await, vec![ev(event::NODE_CHILDREN_CHANGED, &path)]);
+        writer
+            .delete(&format!("{path}/kid2"), None)
+            .await
+            .expect("delete kid2");
+        assert_eq!(
+            conn.events_within(QUIET).await,
+            vec![ev(event::NODE_CHILDREN_CHANGED, &path)]
+        );
     })
     .await;
 }
@@ -162,14 +241,40 @@ async fn delete_with_data_and_child_watch_notifies_once() {
         create_persistent(&writer, &parent, b"").await;
         create_persistent(&writer, &node, b"").await;
         let mut conn = raw_conn(&server).await;
-        assert_eq!(conn.request(op::GET_DATA, &raw::path_watch_body(&node, true)).await.err, err::OK);
-        assert_eq!(conn.request(op::GET_CHILDREN2, &raw::path_watch_body(&node, true)).await.err, err::OK);
-        assert_eq!(conn.request(op::EXISTS, &raw::path_watch_body(&node, true)).await.err, err::OK);
-        assert_eq!(conn.request(op::GET_CHILDREN, &raw::path_watch_body(&parent, true)).await.err, err::OK);
+        assert_eq!(
+            conn.request(op::GET_DATA, &raw::path_watch_body(&node, true))
+                .await
+                .err,
+            err::OK
+        );
+        assert_eq!(
+            conn.request(op::GET_CHILDREN2, &raw::path_watch_body(&node, true))
+                .await
+                .err,
+            err::OK
+        );
+        assert_eq!(
+            conn.request(op::EXISTS, &raw::path_watch_body(&node, true))
+                .await
+                .err,
+            err::OK
+        );
+        assert_eq!(
+            conn.request(op::GET_CHILDREN, &raw::path_watch_body(&parent, true))
+                .await
+                .err,
+            err::OK
+        );
         writer.delete(&node, None).await.expect("delete");
         let mut events = conn.events_within(QUIET).await;
         events.sort_by_key(|e| e.kind);
-        assert_eq!(events, vec![ev(event::NODE_DELETED, &node), ev(event::NODE_CHILDREN_CHANGED, &parent)]);
+        assert_eq!(
+            events,
+            vec![
+                ev(event::NODE_DELETED, &node),
+                ev(event::NODE_CHILDREN_CHANGED, &parent)
+            ]
+        );
     })
     .await;
 }
@@ -184,15 +289,27 @@ async fn every_watching_session_is_notified() {
         let mut conns = Vec::new();
         for _ in 0..3 {
             let mut conn = raw_conn(&server).await;
-            assert_eq!(conn.request(op::GET_DATA, &raw::path_watch_body(&path, true)).await.err, err::OK);
+            assert_eq!(
+                conn.request(op::GET_DATA, &raw::path_watch_body(&path, true))
+                    .await
+                    .err,
+                err::OK
+            );
             conns.push(conn);
         }
         // The writer itself watching gets its own event as well.
         let (_, _, own) = writer.get_and_watch_data(&path).await.expect("watch");
         writer.set_data(&path, b"x", None).await.expect("set");
-        assert_event(&within(10, "own watch", own.changed()).await, EventType::NodeDataChanged, &path);
+        assert_event(
+            &within(10, "own watch", own.changed()).await,
+            EventType::NodeDataChanged,
+            &path,
+        );
         for conn in &mut conns {
-            assert_eq!(conn.events_within(QUIET).await, vec![ev(event::NODE_DATA_CHANGED, &path)]);
+            assert_eq!(
+                conn.events_within(QUIET).await,
+                vec![ev(event::NODE_DATA_CHANGED, &path)]
+            );
         }
     })
     .await;
@@ -209,9 +326,24 @@ async fn multi_fires_the_watches_of_each_op() {
         create_persistent(&writer, &base, b"").await;
         create_persistent(&writer, &a, b"").await;
         let mut conn = raw_conn(&server).await;
-        assert_eq!(conn.request(op::GET_DATA, &raw::path_watch_body(&a, true)).await.err, err::OK);
-        assert_eq!(conn.request(op::EXISTS, &raw::path_watch_body(&b, true)).await.err, err::NO_NODE);
-        assert_eq!(conn.request(op::GET_CHILDREN, &raw::path_watch_body(&base, true)).await.err, err::OK);
+        assert_eq!(
+            conn.request(op::GET_DATA, &raw::path_watch_body(&a, true))
+                .await
+                .err,
+            err::OK
+        );
+        assert_eq!(
+            conn.request(op::EXISTS, &raw::path_watch_body(&b, true))
+                .await
+                .err,
+            err::NO_NODE
+        );
+        assert_eq!(
+            conn.request(op::GET_CHILDREN, &raw::path_watch_body(&base, true))
+                .await
+                .err,
+            err::OK
+        );
 
         // A failed multi fires nothing.
         let anyone = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
@@ -248,26 +380,59 @@ async fn persistent_watch_keeps_firing_for_node_and_children() {
         let writer = server.client().await;
         let path = unique_path("pw");
         let kid = format!("{path}/kid");
-        let mut w = watcher.watch(&path, AddWatchMode::Persistent).await.expect("addWatch");
+        let mut w = watcher
+            .watch(&path, AddWatchMode::Persistent)
+            .await
+            .expect("addWatch");
 
         create_persistent(&writer, &path, b"").await;
-        assert_event(&within(10, "created", w.changed()).await, EventType::NodeCreated, &path);
+        assert_event(
+            &within(10, "created", w.changed()).await,
+            EventType::NodeCreated,
+            &path,
+        );
         for i in 0..3 {
-            writer.set_data(&path, format!("{i}").as_bytes(), None).await.expect("set");
-            assert_event(&within(10, "data", w.changed()).await, EventType::NodeDataChanged, &path);
+            writer
+                .set_data(&path, format!("{i}").as_bytes(), None)
+                .await
+                .expect("set");
+            assert_event(
+                &within(10, "data", w.changed()).await,
+                EventType::NodeDataChanged,
+                &path,
+            );
         }
         create_persistent(&writer, &kid, b"").await;
-        assert_event(&within(10, "child", w.changed()).await, EventType::NodeChildrenChanged, &path);
+        assert_event(
+            &within(10, "child", w.changed()).await,
+            EventType::NodeChildrenChanged,
+            &path,
+        );
         // Neither the child's data nor grandchildren concern a non-recursive persistent watch.
         writer.set_data(&kid, b"k", None).await.expect("set kid");
         create_persistent(&writer, &format!("{kid}/g"), b"").await;
-        writer.delete(&format!("{kid}/g"), None).await.expect("delete g");
+        writer
+            .delete(&format!("{kid}/g"), None)
+            .await
+            .expect("delete g");
         writer.delete(&kid, None).await.expect("delete kid");
-        assert_event(&within(10, "child gone", w.changed()).await, EventType::NodeChildrenChanged, &path);
+        assert_event(
+            &within(10, "child gone", w.changed()).await,
+            EventType::NodeChildrenChanged,
+            &path,
+        );
         writer.delete(&path, None).await.expect("delete");
-        assert_event(&within(10, "deleted", w.changed()).await, EventType::NodeDeleted, &path);
+        assert_event(
+            &within(10, "deleted", w.changed()).await,
+            EventType::NodeDeleted,
+            &path,
+        );
         create_persistent(&writer, &path, b"").await;
-        assert_event(&within(10, "created again", w.changed()).await, EventType::NodeCreated, &path);
+        assert_event(
+            &within(10, "created again", w.changed()).await,
+            EventType::NodeCreated,
+            &path,
+        );
         assert!(w.changed().now_or_never().is_none(), "no extra events");
     })
     .await;
@@ -281,9 +446,15 @@ async fn persistent_recursive_watch_covers_the_subtree_without_child_events() {
         let path = unique_path("prw");
         create_persistent(&writer, &path, b"").await;
         let mut conn = raw_conn(&server).await;
-        let reply = conn.request(op::ADD_WATCH, &raw::path_int_body(&path, 1)).await;
+        let reply = conn
+            .request(op::ADD_WATCH, &raw::path_int_body(&path, 1))
+            .await;
         assert_eq!(reply.err, err::OK);
-        assert_eq!(reply.body, vec![0, 0, 0, 0], "addWatch answers an ErrorResponse with code 0");
+        assert_eq!(
+            reply.body,
+            vec![0, 0, 0, 0],
+            "addWatch answers an ErrorResponse with code 0"
+        );
 
         let a = format!("{path}/a");
         let ab = format!("{a}/b");
@@ -292,7 +463,10 @@ async fn persistent_recursive_watch_covers_the_subtree_without_child_events() {
         writer.set_data(&ab, b"1", None).await.expect("set");
         writer.set_data(&ab, b"2", None).await.expect("set");
         writer.delete(&ab, None).await.expect("delete");
-        writer.set_data(&path, b"root", None).await.expect("set watched node");
+        writer
+            .set_data(&path, b"root", None)
+            .await
+            .expect("set watched node");
         // A sibling outside the subtree sharing the name prefix is not covered.
         create_persistent(&writer, &format!("{path}x"), b"").await;
         let events = conn.events_within(QUIET).await;
@@ -310,11 +484,22 @@ async fn persistent_recursive_watch_covers_the_subtree_without_child_events() {
 
         // Through the crate as well.
         let watcher = server.client().await;
-        let mut w = watcher.watch(&path, AddWatchMode::PersistentRecursive).await.expect("addWatch");
+        let mut w = watcher
+            .watch(&path, AddWatchMode::PersistentRecursive)
+            .await
+            .expect("addWatch");
         create_persistent(&writer, &ab, b"").await;
-        assert_event(&within(10, "created", w.changed()).await, EventType::NodeCreated, &ab);
+        assert_event(
+            &within(10, "created", w.changed()).await,
+            EventType::NodeCreated,
+            &ab,
+        );
         writer.delete(&ab, None).await.expect("delete");
-        assert_event(&within(10, "deleted", w.changed()).await, EventType::NodeDeleted, &ab);
+        assert_event(
+            &within(10, "deleted", w.changed()).await,
+            EventType::NodeDeleted,
+            &ab,
+        );
     })
     .await;
 }
@@ -330,44 +515,137 @@ async fn remove_and_check_watches() {
 
         // Nothing registered yet.
         for kind in [1, 2, 3] {
-            let reply = conn.request(op::CHECK_WATCHES, &raw::path_int_body(&path, kind)).await;
+            let reply = conn
+                .request(op::CHECK_WATCHES, &raw::path_int_body(&path, kind))
+                .await;
             assert_eq!(reply.err, err::NO_WATCHER, "checkWatches type {kind}");
-            let reply = conn.request(op::REMOVE_WATCHES, &raw::path_int_body(&path, kind)).await;
+            let reply = conn
+                .request(op::REMOVE_WATCHES, &raw::path_int_body(&path, kind))
+                .await;
             assert_eq!(reply.err, err::NO_WATCHER, "removeWatches type {kind}");
         }
 
-        assert_eq!(conn.request(op::GET_DATA, &raw::path_watch_body(&path, true)).await.err, err::OK);
-        let reply = conn.request(op::CHECK_WATCHES, &raw::path_int_body(&path, 1)).await;
+        assert_eq!(
+            conn.request(op::GET_DATA, &raw::path_watch_body(&path, true))
+                .await
+                .err,
+            err::OK
+        );
+        let reply = conn
+            .request(op::CHECK_WATCHES, &raw::path_int_body(&path, 1))
+            .await;
         assert_eq!(reply.err, err::NO_WATCHER, "no child watch");
-        assert_eq!(conn.request(op::CHECK_WATCHES, &raw::path_int_body(&path, 2)).await.err, err::OK);
-        assert_eq!(conn.request(op::CHECK_WATCHES, &raw::path_int_body(&path, 3)).await.err, err::OK);
-        assert_eq!(conn.request(op::REMOVE_WATCHES, &raw::path_int_body(&path, 1)).await.err, err::NO_WATCHER);
-        assert_eq!(conn.request(op::REMOVE_WATCHES, &raw::path_int_body(&path, 2)).await.err, err::OK);
-        assert_eq!(conn.request(op::REMOVE_WATCHES, &raw::path_int_body(&path, 2)).await.err, err::NO_WATCHER);
+        assert_eq!(
+            conn.request(op::CHECK_WATCHES, &raw::path_int_body(&path, 2))
+                .await
+                .err,
+            err::OK
+        );
+        assert_eq!(
+            conn.request(op::CHECK_WATCHES, &raw::path_int_body(&path, 3))
+                .await
+                .err,
+            err::OK
+        );
+        assert_eq!(
+            conn.request(op::REMOVE_WATCHES, &raw::path_int_body(&path, 1))
+                .await
+                .err,
+            err::NO_WATCHER
+        );
+        assert_eq!(
+            conn.request(op::REMOVE_WATCHES, &raw::path_int_body(&path, 2))
+                .await
+                .err,
+            err::OK
+        );
+        assert_eq!(
+            conn.request(op::REMOVE_WATCHES, &raw::path_int_body(&path, 2))
+                .await
+                .err,
+            err::NO_WATCHER
+        );
         writer.set_data(&path, b"x", None).await.expect("set");
-        assert!(conn.events_within(QUIET).await.is_empty(), "removed data watch stays silent");
+        assert!(
+            conn.events_within(QUIET).await.is_empty(),
+            "removed data watch stays silent"
+        );
 
         // "Any" removes data and child watches together; the node's other watchers are unaffected.
         let other = server.client().await;
         let (_, _, kept) = other.get_and_watch_data(&path).await.expect("other watch");
-        assert_eq!(conn.request(op::GET_DATA, &raw::path_watch_body(&path, true)).await.err, err::OK);
-        assert_eq!(conn.request(op::GET_CHILDREN, &raw::path_watch_body(&path, true)).await.err, err::OK);
-        assert_eq!(conn.request(op::REMOVE_WATCHES, &raw::path_int_body(&path, 3)).await.err, err::OK);
-        assert_eq!(conn.request(op::REMOVE_WATCHES, &raw::path_int_body(&path, 3)).await.err, err::NO_WATCHER);
-        assert_eq!(conn.request(op::CHECK_WATCHES, &raw::path_int_body(&path, 1)).await.err, err::NO_WATCHER);
+        assert_eq!(
+            conn.request(op::GET_DATA, &raw::path_watch_body(&path, true))
+                .await
+                .err,
+            err::OK
+        );
+        assert_eq!(
+            conn.request(op::GET_CHILDREN, &raw::path_watch_body(&path, true))
+                .await
+                .err,
+            err::OK
+        );
+        assert_eq!(
+            conn.request(op::REMOVE_WATCHES, &raw::path_int_body(&path, 3))
+                .await
+                .err,
+            err::OK
+        );
+        assert_eq!(
+            conn.request(op::REMOVE_WATCHES, &raw::path_int_body(&path, 3))
+                .await
+                .err,
+            err::NO_WATCHER
+        );
+        assert_eq!(
+            conn.request(op::CHECK_WATCHES, &raw::path_int_body(&path, 1))
+                .await
+                .err,
+            err::NO_WATCHER
+        );
         // ZooKeeper 3.8 quirk: checkWatches for data watches asks whether *any* connection watches the
         // path's data, so the other session's watch answers for this one.
-        assert_eq!(conn.request(op::CHECK_WATCHES, &raw::path_int_body(&path, 2)).await.err, err::OK);
-        assert_eq!(conn.request(op::CHECK_WATCHES, &raw::path_int_body(&path, 3)).await.err, err::OK);
+        assert_eq!(
+            conn.request(op::CHECK_WATCHES, &raw::path_int_body(&path, 2))
+                .await
+                .err,
+            err::OK
+        );
+        assert_eq!(
+            conn.request(op::CHECK_WATCHES, &raw::path_int_body(&path, 3))
+                .await
+                .err,
+            err::OK
+        );
         create_persistent(&writer, &format!("{path}/kid"), b"").await;
         writer.set_data(&path, b"y", None).await.expect("set");
         assert!(conn.events_within(QUIET).await.is_empty());
-        assert_event(&within(10, "kept watch", kept.changed()).await, EventType::NodeDataChanged, &path);
-        assert_eq!(conn.request(op::CHECK_WATCHES, &raw::path_int_body(&path, 3)).await.err, err::NO_WATCHER);
+        assert_event(
+            &within(10, "kept watch", kept.changed()).await,
+            EventType::NodeDataChanged,
+            &path,
+        );
+        assert_eq!(
+            conn.request(op::CHECK_WATCHES, &raw::path_int_body(&path, 3))
+                .await
+                .err,
+            err::NO_WATCHER
+        );
 
         // A persistent watch is removed with "any".
-        assert_eq!(conn.request(op::ADD_WATCH, &raw::path_int_body(&path, 0)).await.err, err::OK);
-        assert_eq!(conn.request(op::REMOVE_WATCHES, &raw::path_int_body(&path, 3)).await.err, err::OK);
+        assert_eq!(
+            conn.request(op::ADD_WATCH, &raw::path_int_body(&path, 0))
+                .await
+                .err,
+            err::OK
+        );
+        assert_eq!(
+            conn.request(op::REMOVE_WATCHES, &raw::path_int_body(&path, 3))
+                .await
+                .err,
+            err::OK
+        );
         writer.set_data(&path, b"z", None).await.expect("set");
         assert!(conn.events_within(QUIET).await.is_empty());
 
@@ -393,9 +671,13 @@ async fn event_arrives_before_reply_reflecting_it() {
             let (_, _, w) = watcher.get_and_watch_data(&path).await.expect("watch");
             writer.set_data(&path, b"new", None).await.expect("set");
             let (data, _) = watcher.get_data(&path).await.expect("read after set");
-            assert_eq!(data, b"new", "round {round}: the write was acknowledged before this read");
+            assert_eq!(
+                data, b"new",
+                "round {round}: the write was acknowledged before this read"
+            );
             let event = w.changed().now_or_never();
-            let event = event.unwrap_or_else(|| panic!("round {round}: reply arrived before the event"));
+            let event =
+                event.unwrap_or_else(|| panic!("round {round}: reply arrived before the event"));
             assert_event(&event, EventType::NodeDataChanged, &path);
         }
 
@@ -403,19 +685,38 @@ async fn event_arrives_before_reply_reflecting_it() {
         let mut conn = raw_conn(&server).await;
         let path = unique_path("order-raw");
         let kid = format!("{path}/k");
-        assert_eq!(conn.request(op::EXISTS, &raw::path_watch_body(&path, true)).await.err, err::NO_NODE);
+        assert_eq!(
+            conn.request(op::EXISTS, &raw::path_watch_body(&path, true))
+                .await
+                .err,
+            err::NO_NODE
+        );
         create_persistent(&writer, &path, b"").await;
-        let (events, reply) = conn.call(op::EXISTS, &raw::path_watch_body(&path, false)).await;
+        let (events, reply) = conn
+            .call(op::EXISTS, &raw::path_watch_body(&path, false))
+            .await;
         assert_eq!(reply.err, err::OK);
         assert_eq!(events, vec![ev(event::NODE_CREATED, &path)]);
 
-        assert_eq!(conn.request(op::GET_CHILDREN, &raw::path_watch_body(&path, true)).await.err, err::OK);
+        assert_eq!(
+            conn.request(op::GET_CHILDREN, &raw::path_watch_body(&path, true))
+                .await
+                .err,
+            err::OK
+        );
         create_persistent(&writer, &kid, b"").await;
-        let (events, reply) = conn.call(op::GET_CHILDREN, &raw::path_watch_body(&path, false)).await;
+        let (events, reply) = conn
+            .call(op::GET_CHILDREN, &raw::path_watch_body(&path, false))
+            .await;
         assert_eq!(reply.err, err::OK);
         assert_eq!(events, vec![ev(event::NODE_CHILDREN_CHANGED, &path)]);
 
-        assert_eq!(conn.request(op::ADD_WATCH, &raw::path_int_body(&path, 1)).await.err, err::OK);
+        assert_eq!(
+            conn.request(op::ADD_WATCH, &raw::path_int_body(&path, 1))
+                .await
+                .err,
+            err::OK
+        );
         writer.set_data(&kid, b"x", None).await.expect("set");
         let (events, reply) = conn.call(op::SYNC, &raw::path_body(&path)).await;
         assert_eq!(reply.err, err::OK);
@@ -431,9 +732,21 @@ async fn own_write_event_precedes_its_reply() {
         let server = Server::start().await;
         let mut conn = raw_conn(&server).await;
         let path = unique_path("own");
-        assert_eq!(conn.request(op::CREATE, &raw::create_body(&path, b"", 0)).await.err, err::OK);
-        assert_eq!(conn.request(op::GET_DATA, &raw::path_watch_body(&path, true)).await.err, err::OK);
-        let (events, reply) = conn.call(op::SET_DATA, &raw::set_data_body(&path, b"v", -1)).await;
+        assert_eq!(
+            conn.request(op::CREATE, &raw::create_body(&path, b"", 0))
+                .await
+                .err,
+            err::OK
+        );
+        assert_eq!(
+            conn.request(op::GET_DATA, &raw::path_watch_body(&path, true))
+                .await
+                .err,
+            err::OK
+        );
+        let (events, reply) = conn
+            .call(op::SET_DATA, &raw::set_data_body(&path, b"v", -1))
+            .await;
         assert_eq!(reply.err, err::OK);
         assert_eq!(events, vec![ev(event::NODE_DATA_CHANGED, &path)]);
         conn.close_session().await;

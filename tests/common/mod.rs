@@ -61,7 +61,12 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { tick_time_ms: 2000, extended_types: false, super_digest: None, max_client_cnxns: None }
+        Options {
+            tick_time_ms: 2000,
+            extended_types: false,
+            super_digest: None,
+            max_client_cnxns: None,
+        }
     }
 }
 
@@ -84,10 +89,19 @@ impl Server {
 
     /// Starts the selected flavor with `options` and waits until it accepts a session.
     pub async fn start_with(options: Options) -> Server {
-        let dir = tempfile::Builder::new().prefix("volery-itest-").tempdir().expect("create temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("volery-itest-")
+            .tempdir()
+            .expect("create temp dir");
         std::fs::create_dir_all(dir.path().join("data")).expect("create data dir");
-        let mut server =
-            Server { flavor: Flavor::from_env(), options, port: free_port(), dir, child: None, starts: 0 };
+        let mut server = Server {
+            flavor: Flavor::from_env(),
+            options,
+            port: free_port(),
+            dir,
+            child: None,
+            starts: 0,
+        };
         server.spawn_and_wait().await;
         server
     }
@@ -121,10 +135,13 @@ impl Server {
     /// A new session built by `connector`; panics if none is established within a few seconds.
     pub async fn connect(&self, connector: zk::Connector) -> zk::Client {
         let addr = self.addr();
-        tokio::time::timeout(Duration::from_secs(20), connector.with_fail_eagerly().connect(&addr))
-            .await
-            .unwrap_or_else(|_| panic!("connecting to {addr} timed out"))
-            .unwrap_or_else(|e| panic!("connecting to {addr}: {e}"))
+        tokio::time::timeout(
+            Duration::from_secs(20),
+            connector.with_fail_eagerly().connect(&addr),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("connecting to {addr} timed out"))
+        .unwrap_or_else(|e| panic!("connecting to {addr}: {e}"))
     }
 
     /// Kills the process with SIGKILL (no shutdown hook runs) and reaps it.
@@ -165,7 +182,9 @@ impl Server {
         cmd.stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log handle"))
             .stderr(log);
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {:?} server: {e}", self.flavor));
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {:?} server: {e}", self.flavor));
         self.child = Some(child);
         self.wait_ready().await;
     }
@@ -186,9 +205,14 @@ impl Server {
             cmd.arg("-D").arg("zookeeper.extendedTypesEnabled=true");
         }
         if let Some(digest) = &self.options.super_digest {
-            cmd.arg("-D").arg(format!("zookeeper.DigestAuthenticationProvider.superDigest={digest}"));
+            cmd.arg("-D").arg(format!(
+                "zookeeper.DigestAuthenticationProvider.superDigest={digest}"
+            ));
         }
-        cmd.env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()));
+        cmd.env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        );
         cmd
     }
 
@@ -200,19 +224,29 @@ impl Server {
             self.data_dir().display(),
             self.port
         );
-        text.push_str(&format!("maxClientCnxns={}\n", self.options.max_client_cnxns.unwrap_or(0)));
+        text.push_str(&format!(
+            "maxClientCnxns={}\n",
+            self.options.max_client_cnxns.unwrap_or(0)
+        ));
         std::fs::write(&cfg, text).expect("write zoo.cfg");
         let mut cmd = Command::new("java");
-        cmd.args(["-Xshare:auto", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-Xmx256m"])
-            .arg("-Dorg.slf4j.simpleLogger.defaultLogLevel=warn")
-            .arg("-Dzookeeper.admin.enableServer=false")
-            // Containers and TTL nodes are reaped by a timer (60 s by default): make it fast.
-            .arg("-Dznode.container.checkIntervalMs=200");
+        cmd.args([
+            "-Xshare:auto",
+            "-XX:TieredStopAtLevel=1",
+            "-XX:+UseSerialGC",
+            "-Xmx256m",
+        ])
+        .arg("-Dorg.slf4j.simpleLogger.defaultLogLevel=warn")
+        .arg("-Dzookeeper.admin.enableServer=false")
+        // Containers and TTL nodes are reaped by a timer (60 s by default): make it fast.
+        .arg("-Dznode.container.checkIntervalMs=200");
         if self.options.extended_types {
             cmd.arg("-Dzookeeper.extendedTypesEnabled=true");
         }
         if let Some(digest) = &self.options.super_digest {
-            cmd.arg(format!("-Dzookeeper.DigestAuthenticationProvider.superDigest={digest}"));
+            cmd.arg(format!(
+                "-Dzookeeper.DigestAuthenticationProvider.superDigest={digest}"
+            ));
         }
         cmd.arg("-cp")
             .arg("/etc/zookeeper/conf:/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar")
@@ -229,7 +263,11 @@ impl Server {
             if let Some(child) = self.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
                     self.child = None;
-                    panic!("{:?} server exited during startup with {status}; log:\n{}", self.flavor, self.log());
+                    panic!(
+                        "{:?} server exited during startup with {status}; log:\n{}",
+                        self.flavor,
+                        self.log()
+                    );
                 }
             }
             let attempt = zk::Client::connector().with_fail_eagerly().connect(&addr);
@@ -239,7 +277,11 @@ impl Server {
             }
             if Instant::now() > deadline {
                 self.kill9();
-                panic!("{:?} server not ready on {addr} after {STARTUP_TIMEOUT:?}; log:\n{}", self.flavor, self.log());
+                panic!(
+                    "{:?} server not ready on {addr} after {STARTUP_TIMEOUT:?}; log:\n{}",
+                    self.flavor,
+                    self.log()
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -252,7 +294,10 @@ impl Drop for Server {
         if std::thread::panicking() {
             let log = self.log();
             let tail: Vec<&str> = log.lines().rev().take(60).collect();
-            eprintln!("---- last lines of the {:?} server log ({} starts) ----", self.flavor, self.starts);
+            eprintln!(
+                "---- last lines of the {:?} server log ({} starts) ----",
+                self.flavor, self.starts
+            );
             for line in tail.into_iter().rev() {
                 eprintln!("{line}");
             }
@@ -268,26 +313,37 @@ pub fn free_port() -> u16 {
 
 /// Runs a test body under [`TEST_TIMEOUT`].
 pub async fn bounded<F: Future>(body: F) -> F::Output {
-    tokio::time::timeout(TEST_TIMEOUT, body).await.expect("test exceeded its time bound")
+    tokio::time::timeout(TEST_TIMEOUT, body)
+        .await
+        .expect("test exceeded its time bound")
 }
 
 /// Awaits `fut` for at most `secs` seconds, panicking with `what` otherwise.
 pub async fn within<F: Future>(secs: u64, what: &str, fut: F) -> F::Output {
-    tokio::time::timeout(Duration::from_secs(secs), fut).await.unwrap_or_else(|_| panic!("timed out: {what}"))
+    tokio::time::timeout(Duration::from_secs(secs), fut)
+        .await
+        .unwrap_or_else(|_| panic!("timed out: {what}"))
 }
 
 /// A path under the root unique to this process and call, e.g. `/itest-ops-1a2b-3`.
 pub fn unique_path(tag: &str) -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
     format!("/itest-{tag}-{}-{nanos:x}-{n}", std::process::id())
 }
 
 /// Creates a persistent node open to anyone, returning its stat.
 pub async fn create_persistent(client: &zk::Client, path: &str, data: &[u8]) -> zk::Stat {
     let options = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
-    client.create(path, data, &options).await.unwrap_or_else(|e| panic!("create {path}: {e}")).0
+    client
+        .create(path, data, &options)
+        .await
+        .unwrap_or_else(|e| panic!("create {path}: {e}"))
+        .0
 }
 
 /// ZooKeeper's digest for `user:password`: `user:` + base64(sha1("user:password")).
@@ -295,6 +351,8 @@ pub fn digest(user: &str, password: &str) -> String {
     use base64::Engine as _;
     use sha1::Digest as _;
     let hash = sha1::Sha1::digest(format!("{user}:{password}").as_bytes());
-    format!("{user}:{}", base64::engine::general_purpose::STANDARD.encode(hash))
+    format!(
+        "{user}:{}",
+        base64::engine::general_purpose::STANDARD.encode(hash)
+    )
 }
-

@@ -122,7 +122,12 @@ impl RawConn {
     }
 
     /// Like [`RawConn::resume`]; `None` if the server closes the connection instead of answering.
-    pub async fn try_resume(addr: &str, timeout_ms: i32, session_id: i64, password: &[u8]) -> Option<RawConn> {
+    pub async fn try_resume(
+        addr: &str,
+        timeout_ms: i32,
+        session_id: i64,
+        password: &[u8],
+    ) -> Option<RawConn> {
         let stream = tokio::time::timeout(REPLY_WAIT, TcpStream::connect(addr))
             .await
             .expect("tcp connect timed out")
@@ -137,9 +142,16 @@ impl RawConn {
             timeout_ms: 0,
         };
         let mut body = Jute::new();
-        body.i32(0).i64(0).i32(timeout_ms).i64(session_id).buffer(password).bool(false);
+        body.i32(0)
+            .i64(0)
+            .i32(timeout_ms)
+            .i64(session_id)
+            .buffer(password)
+            .bool(false);
         conn.write_frame(&body.0).await;
-        let frame = tokio::time::timeout(REPLY_WAIT, conn.read_frame()).await.expect("connect response timed out")?;
+        let frame = tokio::time::timeout(REPLY_WAIT, conn.read_frame())
+            .await
+            .expect("connect response timed out")?;
         let mut r = Reader::new(&frame);
         let _protocol_version = r.i32();
         conn.timeout_ms = r.i32();
@@ -197,7 +209,10 @@ impl RawConn {
     /// Like [`RawConn::call`], asserting no event arrived first.
     pub async fn request(&mut self, op: i32, body: &[u8]) -> Reply {
         let (events, reply) = self.call(op, body).await;
-        assert!(events.is_empty(), "unexpected events before reply to op {op}: {events:?}");
+        assert!(
+            events.is_empty(),
+            "unexpected events before reply to op {op}: {events:?}"
+        );
         reply
     }
 
@@ -218,7 +233,12 @@ impl RawConn {
             let path = r.string().unwrap_or_default();
             return Some(Frame::Event(Event { kind, state, path }));
         }
-        Some(Frame::Reply(Reply { xid, zxid, err, body: r.rest().to_vec() }))
+        Some(Frame::Reply(Reply {
+            xid,
+            zxid,
+            err,
+            body: r.rest().to_vec(),
+        }))
     }
 
     /// Collects the events arriving within `wait` (replies other than pings are a test failure).
@@ -336,7 +356,11 @@ pub fn create_body(path: &str, data: &[u8], flags: i32) -> Vec<u8> {
 /// Body of createTTL: path, data, acl, flags, ttl.
 pub fn create_ttl_body(path: &str, data: &[u8], flags: i32, ttl: i64) -> Vec<u8> {
     let mut j = Jute::new();
-    j.string(path).buffer(data).acls(OPEN_ACL).i32(flags).i64(ttl);
+    j.string(path)
+        .buffer(data)
+        .acls(OPEN_ACL)
+        .i32(flags)
+        .i64(ttl);
     j.0
 }
 
@@ -414,15 +438,23 @@ pub fn parse_multi(body: &[u8]) -> Vec<MultiResult> {
             return out;
         }
         out.push(match kind {
-            op::CREATE => MultiResult::Create { path: r.string().expect("path") },
-            op::CREATE2 | op::CREATE_CONTAINER | op::CREATE_TTL => {
-                MultiResult::Create2 { path: r.string().expect("path"), stat: r.stat() }
-            }
+            op::CREATE => MultiResult::Create {
+                path: r.string().expect("path"),
+            },
+            op::CREATE2 | op::CREATE_CONTAINER | op::CREATE_TTL => MultiResult::Create2 {
+                path: r.string().expect("path"),
+                stat: r.stat(),
+            },
             op::SET_DATA => MultiResult::SetData { stat: r.stat() },
             op::DELETE => MultiResult::Delete,
             op::CHECK => MultiResult::Check,
-            op::GET_DATA => MultiResult::GetData { data: r.buffer().unwrap_or_default(), stat: r.stat() },
-            op::GET_CHILDREN => MultiResult::GetChildren { children: r.strings() },
+            op::GET_DATA => MultiResult::GetData {
+                data: r.buffer().unwrap_or_default(),
+                stat: r.stat(),
+            },
+            op::GET_CHILDREN => MultiResult::GetChildren {
+                children: r.strings(),
+            },
             op::ERROR => {
                 let err = r.i32();
                 assert_eq!(err, header_err, "multi error header and body disagree");
@@ -481,11 +513,14 @@ impl<'a> Reader<'a> {
         Some(v)
     }
     pub fn string(&mut self) -> Option<String> {
-        self.buffer().map(|b| String::from_utf8(b).expect("utf-8 string"))
+        self.buffer()
+            .map(|b| String::from_utf8(b).expect("utf-8 string"))
     }
     pub fn strings(&mut self) -> Vec<String> {
         let n = self.i32();
-        (0..n.max(0)).map(|_| self.string().expect("string in vector")).collect()
+        (0..n.max(0))
+            .map(|_| self.string().expect("string in vector"))
+            .collect()
     }
     pub fn stat(&mut self) -> Stat {
         Stat {
