@@ -384,6 +384,19 @@ async fn replies_follow_request_order() {
     .await;
 }
 
+/// Opens a session, retrying while the server still counts connections that are closing.
+async fn connect_when_slot_free(server: &Server) -> RawConn {
+    within(10, "a connection slot frees up", async {
+        loop {
+            if let Some(conn) = RawConn::try_resume(&server.addr(), 20_000, 0, &[0; 16]).await {
+                return conn;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+}
+
 #[tokio::test]
 async fn max_client_connections_per_address() {
     bounded(async {
@@ -392,9 +405,9 @@ async fn max_client_connections_per_address() {
             ..Options::default()
         })
         .await;
-        tokio::time::sleep(Duration::from_millis(500)).await; // let the readiness probe's connection go
-        let first = RawConn::connect(&server.addr(), 20_000).await;
-        let second = RawConn::connect(&server.addr(), 20_000).await;
+        // The readiness probe's connection may still be closing: wait for the slots.
+        let first = connect_when_slot_free(&server).await;
+        let second = connect_when_slot_free(&server).await;
         let third = RawConn::try_resume(&server.addr(), 20_000, 0, &[0; 16]).await;
         assert!(
             third.is_none(),
@@ -402,8 +415,7 @@ async fn max_client_connections_per_address() {
         );
         first.close_session().await;
         second.close_session().await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let fourth = RawConn::connect(&server.addr(), 20_000).await;
+        let fourth = connect_when_slot_free(&server).await;
         assert_ne!(fourth.session_id, 0);
     })
     .await;

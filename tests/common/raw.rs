@@ -131,8 +131,9 @@ impl RawConn {
         let stream = tokio::time::timeout(REPLY_WAIT, TcpStream::connect(addr))
             .await
             .expect("tcp connect timed out")
-            .expect("tcp connect");
-        stream.set_nodelay(true).expect("nodelay");
+            .ok()?; // a server refusing connections may accept and reset at once
+                    // Fails only if the server already reset the connection, which the write below reports.
+        let _ = stream.set_nodelay(true);
         let mut conn = RawConn {
             stream,
             buf: BytesMut::new(),
@@ -148,7 +149,10 @@ impl RawConn {
             .i64(session_id)
             .buffer(password)
             .bool(false);
-        conn.write_frame(&body.0).await;
+        let mut frame = (body.0.len() as i32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&body.0);
+        // A server refusing the connection may reset it before or while we write.
+        conn.stream.write_all(&frame).await.ok()?;
         let frame = tokio::time::timeout(REPLY_WAIT, conn.read_frame())
             .await
             .expect("connect response timed out")?;
