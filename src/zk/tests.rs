@@ -73,6 +73,7 @@ impl H {
         self.op(session, Op::Request(r))
     }
 
+    #[allow(clippy::too_many_arguments)] // mirrors CreateRequest's fields
     fn create_full(
         &mut self,
         s: SessionId,
@@ -1459,10 +1460,7 @@ fn containers_become_candidates_once_emptied() {
     assert_eq!(h.zk.expired_containers_and_ttls(0), ["/c"]);
     // A container's child cannot be ephemeral-parented; containers themselves may have children.
     let z = h.zk.last_zxid();
-    let d = h.req(
-        0,
-        Request::DeleteContainer(PathRequest { path: "/c".into() }),
-    );
+    let d = h.op(0, Op::DeleteContainer { path: "/c".into() });
     assert_eq!(d.err, ErrorCode::Ok);
     assert_eq!(h.zk.last_zxid(), z + 1);
     assert!(h.zk.expired_containers_and_ttls(i64::MAX).is_empty());
@@ -1486,16 +1484,26 @@ fn delete_container_rules() {
     h.mk("/p");
     h.mk("/p/c");
     h.create2(A, "/e", 1);
-    let dc = |h: &mut H, p: &str| {
-        h.req(0, Request::DeleteContainer(PathRequest { path: p.into() }))
-            .err
-    };
+    let dc = |h: &mut H, p: &str| h.op(0, Op::DeleteContainer { path: p.into() }).err;
     assert_eq!(dc(&mut h, "/p"), ErrorCode::NotEmpty);
     assert_eq!(dc(&mut h, "/e"), ErrorCode::BadVersion);
     assert_eq!(dc(&mut h, "/nope"), ErrorCode::NoNode);
     assert_eq!(dc(&mut h, "/zookeeper"), ErrorCode::BadArguments);
     // Like ZooKeeper, a plain persistent node is not refused.
     assert_eq!(dc(&mut h, "/p/c"), ErrorCode::Ok);
+    // A client's deleteContainer never works in ZooKeeper (its header bytes end up in the path).
+    h.create_full(A, OpCode::CreateContainer, "/c", b"", open_acl(), 4, None);
+    let z = h.zk.last_zxid();
+    let client = h.req(
+        A,
+        Request::DeleteContainer(PathRequest { path: "/c".into() }),
+    );
+    assert_eq!(
+        (client.err, client.response),
+        (ErrorCode::BadArguments, None)
+    );
+    assert_eq!(h.zk.last_zxid(), z + 1);
+    assert!(h.zk.stat("/c").is_some());
 }
 
 #[test]
@@ -1809,6 +1817,7 @@ mod properties {
             1 => Just(Op::CloseSession),
             1 => Just(Op::CreateSession { timeout_ms: 4000, passwd: vec![1], client_ip: "127.0.0.1".into() }),
             1 => Just(Op::ReconnectSession { passwd: vec![1], client_ip: "10.0.0.2".into() }),
+            1 => path().prop_map(|path| Op::DeleteContainer { path }),
             1 => prop::sample::select(&["u:p", "v:q"][..]).prop_map(|a| Op::AddAuth { scheme: "digest".into(), auth: a.as_bytes().to_vec() }),
         ]
     }
