@@ -1654,6 +1654,67 @@ fn children_are_sorted() {
     );
 }
 
+#[test]
+fn quota_stats_follow_the_subtree_like_zkcli_shows() {
+    // The same steps as `zkCli.sh`: create /app hello; create /app/c x; setquota -n 10 /app; ...
+    let mut h = H::new();
+    let data = |h: &mut H, p: &str| match h.get(A, p, false).response {
+        Some(Response::GetData { data, .. }) => String::from_utf8(data).unwrap(),
+        other => panic!("{other:?}"),
+    };
+    let put = |h: &mut H, p: &str, d: &str| {
+        let a = h.create_full(A, OpCode::Create, p, d.as_bytes(), open_acl(), 0, None);
+        assert_eq!(a.err, ErrorCode::Ok, "{p}");
+    };
+    put(&mut h, "/app", "hello");
+    put(&mut h, "/app/c", "x");
+    put(&mut h, "/zookeeper/quota/app", "");
+    let limits = "count=10,bytes=-1=;byteHardLimit=-1;countHardLimit=-1";
+    put(&mut h, "/zookeeper/quota/app/zookeeper_limits", limits);
+    put(
+        &mut h,
+        "/zookeeper/quota/app/zookeeper_stats",
+        "count=0,bytes=0",
+    );
+    let stats = "/zookeeper/quota/app/zookeeper_stats";
+    assert_eq!(data(&mut h, stats), "count=2,bytes=6");
+    let created = h.stat(stats).mzxid;
+    put(&mut h, "/app/d", "yy");
+    h.set(A, "/app", b"hi", -1);
+    assert_eq!(data(&mut h, stats), "count=3,bytes=5");
+    // A failed multi rolls the stats back too.
+    let failing = vec![
+        mcreate("/app/m", 0),
+        MultiOp::Check(CheckVersionRequest {
+            path: "/none".into(),
+            version: -1,
+        }),
+    ];
+    h.req(A, Request::Multi(failing));
+    assert_eq!(data(&mut h, stats), "count=3,bytes=5");
+    assert_eq!(h.delete(A, "/app/c", -1), ErrorCode::Ok);
+    assert_eq!(data(&mut h, stats), "count=2,bytes=4");
+    assert_eq!(
+        h.stat(stats).mzxid,
+        created,
+        "the server's rewrites are not versioned"
+    );
+    assert_eq!(
+        data(&mut h, "/zookeeper/quota/app/zookeeper_limits"),
+        limits
+    );
+    // The quota survives a snapshot; removing the limits node ends the tracking.
+    h.zk = Zk::restore(&h.zk.snapshot(), Options::default()).unwrap();
+    put(&mut h, "/app/e", "zzz");
+    assert_eq!(data(&mut h, stats), "count=3,bytes=7");
+    assert_eq!(
+        h.delete(A, "/zookeeper/quota/app/zookeeper_limits", -1),
+        ErrorCode::Ok
+    );
+    put(&mut h, "/app/f", "");
+    assert_eq!(data(&mut h, stats), "count=3,bytes=7");
+}
+
 // ---------------------------------------------------------------- snapshots and determinism
 
 #[test]
@@ -1720,6 +1781,9 @@ mod properties {
     use proptest::prelude::*;
 
     const PATHS: &[&str] = &[
+        "/zookeeper/quota/a",
+        "/zookeeper/quota/a/zookeeper_limits",
+        "/zookeeper/quota/a/zookeeper_stats",
         "/a",
         "/a/b",
         "/a/b/c",
