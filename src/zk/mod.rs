@@ -14,7 +14,8 @@
 //!   (tree, sessions with their auth ids, last zxid); watches are local to a replica and not included.
 //! - [`Zk::is_write`]`(&Op)`: whether the command takes a fresh zxid (ZooKeeper: every txn, failed ones
 //!   included: create*, delete, deleteContainer, setData, setACL, check, multi, reconfig,
-//!   createSession, closeSession, and the node's own [`Op::DeleteContainer`]). Reads, addauth and reconnects do not.
+//!   createSession, closeSession, and the node's own [`Op::DeleteContainer`]). Reads, addauth and
+//!   reconnects do not.
 //! - [`Zk::apply`]`(zxid, &Command) -> Applied`: `zxid` is the executor's new zxid for a write and the
 //!   last zxid for anything else. [`Applied`] holds the reply error code and body exactly as ZooKeeper
 //!   puts them on the wire (no body when `err != Ok`, except a multi, whose header says Ok and whose
@@ -28,6 +29,12 @@
 //! - Children and getEphemerals lists are sorted (ZooKeeper returns Java `HashSet` order).
 //! - Sessions are table entries here; auth ids belong to the session and are reset to the client's
 //!   `ip` id by a reconnect (in ZooKeeper they belong to the connection, and clients resend addauth).
+//! - A lone `check` (opcode 13) answers the node's stat; ZooKeeper 3.8 fails to serialize its reply.
+//! - addWatch answers `Response::Empty`; ZooKeeper's body is an `ErrorResponse(0)` (4 zero bytes),
+//!   which the encoder has to write.
+//! - Quota stats nodes are kept up to date as `DataTree` does, but not recomputed on restore
+//!   (ZooKeeper recounts on load), so a restored replica never diverges from one that did not.
+//! - Watch events are filtered by the node's READ ACL, as ZooKeeper does since 3.8.4.
 
 mod acl;
 mod path;
