@@ -1,0 +1,2 @@
+pub mod group;
+pub mod store;
