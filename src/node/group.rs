@@ -539,6 +539,65 @@ mod tests {
         assert_eq!(g.task.await.unwrap(), Ok(()));
     }
 
+    /// Closed loop: each submitter waits for its command's delivery before sending the next, as a
+    /// client with one outstanding request does; every delivered batch costs one synced write.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn closed_loop_submitters_share_fsyncs() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(dir.path()).unwrap();
+        let mut g = start(&storage, GroupOptions::default(), 0).await.unwrap();
+        const SUBMITTERS: usize = 32;
+        const EACH: usize = 100;
+        let mut done_tx = Vec::new();
+        let mut tasks = Vec::new();
+        let began = Instant::now();
+        for t in 0..SUBMITTERS {
+            let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+            done_tx.push(tx);
+            let h = g.handle.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..EACH {
+                    h.submit(Bytes::from(format!("{t}:{i}"))).await.unwrap();
+                    rx.recv().await.unwrap();
+                }
+            }));
+        }
+        let mut instances = 0;
+        let mut seen = 0;
+        while seen < SUBMITTERS * EACH {
+            let d = tokio::time::timeout(Duration::from_secs(20), g.deliveries.recv())
+                .await
+                .expect("deliveries stalled")
+                .expect("group stopped early");
+            instances += 1;
+            for c in &d.commands {
+                let t: usize = std::str::from_utf8(c)
+                    .unwrap()
+                    .split(':')
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                done_tx[t].send(()).unwrap();
+                seen += 1;
+            }
+        }
+        let elapsed = began.elapsed();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        println!(
+            "group driver closed loop: {seen} commands, {SUBMITTERS} submitters, {:.3}s = {:.0} commands/s, {instances} instances, {:.2} ms per instance",
+            elapsed.as_secs_f64(),
+            seen as f64 / elapsed.as_secs_f64(),
+            elapsed.as_secs_f64() * 1000.0 / instances as f64
+        );
+        assert!(instances < seen, "concurrent commands share batches");
+        g.handle.shutdown().await;
+        while g.deliveries.recv().await.is_some() {}
+        assert_eq!(g.task.await.unwrap(), Ok(()));
+    }
+
     async fn run_and_stop(
         dir: &std::path::Path,
         after: Instance,
