@@ -471,7 +471,8 @@ impl Zk {
                 };
                 self.data_watches.add(&a.path, c.session, mode);
                 self.child_watches.add(&a.path, c.session, mode);
-                Response::Empty
+                // FinalRequestProcessor answers addWatch with an ErrorResponse body holding 0.
+                Response::Error { err: 0 }
             }),
             Request::CheckWatches(w) => c.check_session().and_then(|()| {
                 let (data, child) = (&self.data_watches, &self.child_watches);
@@ -652,7 +653,7 @@ impl Zk {
         &mut self,
         c: &Caller,
         path: &str,
-        data: &[u8],
+        data: &Option<Vec<u8>>,
         version: i32,
         undo: Option<&mut Vec<Undo>>,
         changes: &mut Vec<Change>,
@@ -667,7 +668,7 @@ impl Zk {
         let acl = node.acl.clone();
         let stat = self
             .tree
-            .set_data(path, data.to_vec(), new_version, c.zxid, c.time, undo);
+            .set_data(path, data.clone(), new_version, c.zxid, c.time, undo);
         changes.push(Change::DataChanged {
             path: path.to_string(),
             acl,
@@ -815,7 +816,7 @@ impl Zk {
         c: &Caller,
         path: &str,
         watch: bool,
-    ) -> Result<(Vec<u8>, Stat), ErrorCode> {
+    ) -> Result<(Option<Vec<u8>>, Stat), ErrorCode> {
         let n = self.readable(c, path)?;
         let out = (n.data.clone(), n.client_stat(self.tree.extended()));
         if watch {

@@ -86,7 +86,7 @@ impl H {
     ) -> Applied {
         let req = CreateRequest {
             path: path.into(),
-            data: data.to_vec(),
+            data: Some(data.to_vec()),
             acl,
             flags,
             ttl,
@@ -124,7 +124,7 @@ impl H {
             s,
             Request::SetData(SetDataRequest {
                 path: path.into(),
-                data: data.to_vec(),
+                data: Some(data.to_vec()),
                 version,
             }),
         )
@@ -318,7 +318,7 @@ fn set_data_updates_version_mzxid_mtime_only() {
     assert_eq!(
         got.response,
         Some(Response::GetData {
-            data: b"x".to_vec(),
+            data: Some(b"x".to_vec()),
             stat: h.stat("/a")
         })
     );
@@ -850,7 +850,7 @@ fn mcreate(path: &str, flags: i32) -> MultiOp {
         op: OpCode::Create,
         req: CreateRequest {
             path: path.into(),
-            data: vec![],
+            data: Some(vec![]),
             acl: open_acl(),
             flags,
             ttl: None,
@@ -863,7 +863,7 @@ fn mcreate2(path: &str) -> MultiOp {
         op: OpCode::Create2,
         req: CreateRequest {
             path: path.into(),
-            data: vec![1],
+            data: Some(vec![1]),
             acl: open_acl(),
             flags: 0,
             ttl: None,
@@ -881,7 +881,7 @@ fn multi_success_applies_all_with_one_zxid() {
         mcreate2("/m/b"),
         MultiOp::SetData(SetDataRequest {
             path: "/m/a".into(),
-            data: b"z".to_vec(),
+            data: Some(b"z".to_vec()),
             version: 0,
         }),
         MultiOp::Check(CheckVersionRequest {
@@ -947,7 +947,7 @@ fn failed_multi_changes_nothing_and_reports_zookeepers_layout() {
         mcreate("/m/s-", 2),
         MultiOp::SetData(SetDataRequest {
             path: "/m".into(),
-            data: vec![],
+            data: Some(vec![]),
             version: 7,
         }),
         mcreate("/m/c", 0),
@@ -1009,7 +1009,7 @@ fn failed_multi_restores_deleted_nodes_and_data() {
         }),
         MultiOp::SetData(SetDataRequest {
             path: "/d".into(),
-            data: b"new".to_vec(),
+            data: Some(b"new".to_vec()),
             version: -1,
         }),
         MultiOp::Delete(DeleteRequest {
@@ -1085,7 +1085,10 @@ fn multi_errors_for_each_kind_of_op() {
         A,
         Request::Multi(vec![
             mcreate("/y", 0),
-            MultiOp::GetData(PathRequest { path: "/x".into() }),
+            MultiOp::GetData(PathWatchRequest {
+                path: "/x".into(),
+                watch: false,
+            }),
         ]),
     );
     assert_eq!(
@@ -1110,20 +1113,28 @@ fn multi_read_reports_errors_per_op() {
         None,
     );
     let ops = vec![
-        MultiOp::GetData(PathRequest { path: "/r".into() }),
-        MultiOp::GetChildren(PathRequest { path: "/r".into() }),
-        MultiOp::GetData(PathRequest {
-            path: "/none".into(),
+        MultiOp::GetData(PathWatchRequest {
+            path: "/r".into(),
+            watch: false,
         }),
-        MultiOp::GetChildren(PathRequest {
+        MultiOp::GetChildren(PathWatchRequest {
+            path: "/r".into(),
+            watch: false,
+        }),
+        MultiOp::GetData(PathWatchRequest {
+            path: "/none".into(),
+            watch: false,
+        }),
+        MultiOp::GetChildren(PathWatchRequest {
             path: "/secret".into(),
+            watch: false,
         }),
     ];
     let a = h.req(A, Request::MultiRead(ops));
     assert_eq!(a.err, ErrorCode::Ok);
     let expected = vec![
         MultiResult::GetData {
-            data: b"d".to_vec(),
+            data: Some(b"d".to_vec()),
             stat: h.stat("/r"),
         },
         MultiResult::GetChildren {
@@ -1659,7 +1670,9 @@ fn quota_stats_follow_the_subtree_like_zkcli_shows() {
     // The same steps as `zkCli.sh`: create /app hello; create /app/c x; setquota -n 10 /app; ...
     let mut h = H::new();
     let data = |h: &mut H, p: &str| match h.get(A, p, false).response {
-        Some(Response::GetData { data, .. }) => String::from_utf8(data).unwrap(),
+        Some(Response::GetData { data, .. }) => {
+            String::from_utf8(data.unwrap_or_default()).unwrap()
+        }
         other => panic!("{other:?}"),
     };
     let put = |h: &mut H, p: &str, d: &str| {
@@ -1830,7 +1843,7 @@ mod properties {
                     op,
                     CreateRequest {
                         path,
-                        data: vec![flags as u8],
+                        data: Some(vec![flags as u8]),
                         acl,
                         flags,
                         ttl: if op == OpCode::CreateTtl { ttl } else { None },
@@ -1846,7 +1859,7 @@ mod properties {
                 .prop_map(|(path, version)| MultiOp::Delete(DeleteRequest { path, version })),
             (path(), -1..3i32).prop_map(|(path, version)| MultiOp::SetData(SetDataRequest {
                 path,
-                data: vec![1, 2],
+                data: Some(vec![1, 2]),
                 version
             })),
             (path(), -1..3i32)
@@ -1858,7 +1871,7 @@ mod properties {
         prop_oneof![
             4 => create().prop_map(|(op, req)| Request::Create { op, req }),
             2 => (path(), -1..3i32).prop_map(|(path, version)| Request::Delete(DeleteRequest { path, version })),
-            2 => (path(), -1..3i32).prop_map(|(path, version)| Request::SetData(SetDataRequest { path, data: vec![9], version })),
+            2 => (path(), -1..3i32).prop_map(|(path, version)| Request::SetData(SetDataRequest { path, data: Some(vec![9]), version })),
             1 => (path(), acl_list(), -1..2i32).prop_map(|(path, acl, version)| Request::SetAcl(SetAclRequest { path, acl, version })),
             2 => (path(), any::<bool>()).prop_map(|(path, watch)| Request::GetData(PathWatchRequest { path, watch })),
             2 => (path(), any::<bool>()).prop_map(|(path, watch)| Request::Exists(PathWatchRequest { path, watch })),

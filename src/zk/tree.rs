@@ -93,13 +93,19 @@ impl StatPersisted {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {
-    pub data: Vec<u8>,
+    /// `None` is the null buffer a client may send (zkCli's `create /x`); ZooKeeper keeps it apart
+    /// from an empty value and returns it as null.
+    pub data: Option<Vec<u8>>,
     pub acl: Vec<Acl>,
     pub stat: StatPersisted,
     pub children: BTreeSet<String>,
 }
 
 impl Node {
+    pub fn data_len(&self) -> i64 {
+        self.data.as_ref().map_or(0, |d| d.len() as i64)
+    }
+
     /// `DataNode.copyStat`: the client's view (cversion translated, container and TTL owners shown as 0).
     pub fn client_stat(&self, extended: bool) -> Stat {
         let s = &self.stat;
@@ -117,7 +123,7 @@ impl Node {
             cversion: s.cversion.wrapping_mul(2).wrapping_sub(num_children),
             aversion: s.aversion,
             ephemeral_owner: owner,
-            data_length: self.data.len() as i32,
+            data_length: self.data_len() as i32,
             num_children,
             pzxid: s.pzxid,
         }
@@ -140,13 +146,13 @@ pub enum Undo {
     },
     DataSet {
         path: String,
-        data: Vec<u8>,
+        data: Option<Vec<u8>>,
         stat: StatPersisted,
     },
     /// A quota stats node's data before the server rewrote it.
     QuotaData {
         path: String,
-        data: Vec<u8>,
+        data: Option<Vec<u8>>,
     },
     QuotaMark {
         key: String,
@@ -254,7 +260,7 @@ impl Tree {
     /// `/zookeeper/config` (read-only for the world, aversion -1), all other stats zero.
     pub fn new(extended: bool) -> Tree {
         let node = |acl: Vec<Acl>| Node {
-            data: Vec::new(),
+            data: Some(Vec::new()),
             acl,
             stat: StatPersisted::default(),
             children: BTreeSet::new(),
@@ -384,7 +390,7 @@ impl Tree {
     pub fn create(
         &mut self,
         path: &str,
-        data: Vec<u8>,
+        data: Option<Vec<u8>>,
         acl: Vec<Acl>,
         owner: i64,
         zxid: Zxid,
@@ -427,7 +433,7 @@ impl Tree {
                 _ => {}
             }
         }
-        let bytes = self.nodes[path].data.len() as i64;
+        let bytes = self.nodes[path].data_len();
         self.track_quota(path, bytes, 1, undo);
     }
 
@@ -464,7 +470,7 @@ impl Tree {
                 self.mark_quota(quota_of, false, undo.as_deref_mut());
             }
         }
-        self.track_quota(path, -(node.data.len() as i64), -1, undo);
+        self.track_quota(path, -node.data_len(), -1, undo);
         node
     }
 
@@ -472,7 +478,7 @@ impl Tree {
     pub fn set_data(
         &mut self,
         path: &str,
-        data: Vec<u8>,
+        data: Option<Vec<u8>>,
         version: i32,
         zxid: Zxid,
         time: i64,
@@ -489,7 +495,7 @@ impl Tree {
         node.stat.mzxid = zxid;
         node.stat.version = version;
         let stat = node.client_stat(extended);
-        let diff = node.data.len() as i64 - old.len() as i64;
+        let diff = node.data_len() - old.as_ref().map_or(0, |d| d.len() as i64);
         let mut undo = undo;
         if let Some(u) = undo.as_deref_mut() {
             u.push(Undo::DataSet {
@@ -542,12 +548,12 @@ impl Tree {
         let Some(node) = self.nodes.get_mut(&stats_path) else {
             return;
         };
-        let Some(mut track) = StatsTrack::parse(&node.data) else {
+        let Some(mut track) = StatsTrack::parse(node.data.as_deref().unwrap_or_default()) else {
             return;
         };
         track.add("count", count);
         track.add("bytes", bytes);
-        let old = std::mem::replace(&mut node.data, track.to_bytes());
+        let old = std::mem::replace(&mut node.data, Some(track.to_bytes()));
         if let Some(u) = undo {
             u.push(Undo::QuotaData {
                 path: stats_path,
@@ -563,7 +569,7 @@ impl Tree {
             None => (0, 0),
             Some(_) if path::key(path) == "/" => (
                 self.nodes.len() as i64,
-                self.nodes.values().map(|n| n.data.len() as i64).sum(),
+                self.nodes.values().map(Node::data_len).sum(),
             ),
             Some(n) => {
                 let prefix = format!("{path}/");
@@ -573,8 +579,8 @@ impl Tree {
                         std::ops::Bound::Unbounded,
                     ))
                     .take_while(|(k, _)| k.starts_with(&prefix))
-                    .fold((1, n.data.len() as i64), |(c, b), (_, d)| {
-                        (c + 1, b + d.data.len() as i64)
+                    .fold((1, n.data_len()), |(c, b), (_, d)| {
+                        (c + 1, b + d.data_len())
                     })
             }
         };
@@ -585,7 +591,7 @@ impl Tree {
         let mut track = StatsTrack::default();
         track.stats.insert("count".to_string(), count);
         track.stats.insert("bytes".to_string(), bytes);
-        let old = std::mem::replace(&mut node.data, track.to_bytes());
+        let old = std::mem::replace(&mut node.data, Some(track.to_bytes()));
         if let Some(u) = undo {
             u.push(Undo::QuotaData {
                 path: stats_path,
