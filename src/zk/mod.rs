@@ -343,7 +343,14 @@ impl Zk {
                 self.fire(changes, &mut notes);
                 split(reply.map(|()| Response::Empty))
             }
-            Op::Request(r) => split(self.request(&caller, r, &mut notes)),
+            Op::Request(r) => match (r, self.request(&caller, r, &mut notes)) {
+                // A write inside multiRead: the error, then an empty result list.
+                (Request::MultiRead(_), Err(ErrorCode::MarshallingError)) => (
+                    ErrorCode::MarshallingError,
+                    Some(Response::Multi(Vec::new())),
+                ),
+                (_, reply) => split(reply),
+            },
         };
         if Self::is_write(&cmd.op) && zxid > self.last_zxid {
             self.last_zxid = zxid;
@@ -724,13 +731,10 @@ impl Zk {
             let u = Some(&mut undo);
             let r = match op {
                 MultiOp::Create { op, req } => {
-                    self.create(c, *op, req, u, changes).map(|(path, stat)| {
-                        if *op == OpCode::Create {
-                            MultiResult::Create { path }
-                        } else {
-                            MultiResult::Create2 { path, stat }
-                        }
-                    })
+                    // ZooKeeper 3.8.0 answers every create inside a multi, create2 included, with
+                    // the path only (ZOOKEEPER-4026).
+                    self.create(c, *op, req, u, changes)
+                        .map(|(path, _)| MultiResult::Create { path })
                 }
                 MultiOp::Delete(d) => self
                     .delete(c, &d.path, d.version, u, changes)
@@ -792,9 +796,7 @@ impl Zk {
         if path.contains('\0') {
             return Err(ErrorCode::BadArguments);
         }
-        if let Some(n) = self.tree.get(path) {
-            acl::check(&n.acl, perms::READ, &c.auth)?;
-        }
+        // FinalRequestProcessor does not check exists against the ACL.
         if watch {
             self.data_watches.add(path, c.session, Mode::Standard);
         }
