@@ -31,6 +31,9 @@ pub enum DecodeError {
     /// A `ustring` is not valid UTF-8.
     #[error("string is not valid UTF-8")]
     InvalidUtf8,
+    /// A request carries a null path (jute length -1).
+    #[error("null path")]
+    NullPath,
     /// A jute boolean byte other than 0 or 1.
     #[error("invalid boolean byte {0:#04x}")]
     InvalidBool(u8),

@@ -169,6 +169,15 @@ pub fn ustring(i: &[u8]) -> JResult<'_, String> {
     Ok((i, s.unwrap_or_default()))
 }
 
+/// A request's path. A null path (length -1) is malformed: ZooKeeper fails the whole request with
+/// `MarshallingError` (kazoo sends `""` as null), while `""` is a path like any other.
+pub fn request_path(i: &[u8]) -> JResult<'_, String> {
+    match ustring_opt(i)? {
+        (i, Some(s)) => Ok((i, s)),
+        (_, None) => fail(DecodeError::NullPath),
+    }
+}
+
 /// A `vector`; null (count -1) reads as empty. `min_item` is the smallest encoding of one item,
 /// used to reject a count the rest of the input cannot hold before allocating.
 pub fn vector<'a, T>(

@@ -256,7 +256,7 @@ impl Encode for CreateRequest {
 
 /// `CreateRequest`, or `CreateTTLRequest` (with the trailing ttl) when `with_ttl`.
 fn decode_create(i: &[u8], with_ttl: bool) -> JResult<'_, CreateRequest> {
-    let (i, path) = ustring(i)?;
+    let (i, path) = request_path(i)?;
     let (i, data) = buffer_opt(i)?;
     let (i, acl) = acl_vector(i)?;
     let (i, flags) = int(i)?;
@@ -288,7 +288,7 @@ impl Encode for DeleteRequest {
 
 impl Decode for DeleteRequest {
     fn decode(i: &[u8]) -> JResult<'_, Self> {
-        let (i, path) = ustring(i)?;
+        let (i, path) = request_path(i)?;
         let (i, version) = int(i)?;
         Ok((i, DeleteRequest { path, version }))
     }
@@ -306,7 +306,7 @@ impl Encode for PathWatchRequest {
 
 impl Decode for PathWatchRequest {
     fn decode(i: &[u8]) -> JResult<'_, Self> {
-        let (i, path) = ustring(i)?;
+        let (i, path) = request_path(i)?;
         let (i, watch) = boolean(i)?;
         Ok((i, PathWatchRequest { path, watch }))
     }
@@ -323,7 +323,7 @@ impl Encode for PathRequest {
 
 impl Decode for PathRequest {
     fn decode(i: &[u8]) -> JResult<'_, Self> {
-        let (i, path) = ustring(i)?;
+        let (i, path) = request_path(i)?;
         Ok((i, PathRequest { path }))
     }
 }
@@ -341,7 +341,7 @@ impl Encode for SetDataRequest {
 
 impl Decode for SetDataRequest {
     fn decode(i: &[u8]) -> JResult<'_, Self> {
-        let (i, path) = ustring(i)?;
+        let (i, path) = ustring(i)?; // a null path: Prep answers BadArguments
         let (i, data) = buffer_opt(i)?;
         let (i, version) = int(i)?;
         Ok((
@@ -368,7 +368,7 @@ impl Encode for SetAclRequest {
 
 impl Decode for SetAclRequest {
     fn decode(i: &[u8]) -> JResult<'_, Self> {
-        let (i, path) = ustring(i)?;
+        let (i, path) = ustring(i)?; // a null path: Prep answers BadArguments
         let (i, acl) = acl_vector(i)?;
         let (i, version) = int(i)?;
         Ok((i, SetAclRequest { path, acl, version }))
@@ -387,7 +387,7 @@ impl Encode for CheckVersionRequest {
 
 impl Decode for CheckVersionRequest {
     fn decode(i: &[u8]) -> JResult<'_, Self> {
-        let (i, path) = ustring(i)?;
+        let (i, path) = request_path(i)?;
         let (i, version) = int(i)?;
         Ok((i, CheckVersionRequest { path, version }))
     }
@@ -435,6 +435,7 @@ impl Encode for WatchesRequest {
 }
 
 impl Decode for WatchesRequest {
+    /// A null path reads as "" (removeWatches answers NoWatcher); checkWatches refuses it first.
     fn decode(i: &[u8]) -> JResult<'_, Self> {
         let (i, path) = ustring(i)?;
         let (i, t) = int(i)?;
@@ -460,7 +461,7 @@ impl Encode for AddWatchRequest {
 
 impl Decode for AddWatchRequest {
     fn decode(i: &[u8]) -> JResult<'_, Self> {
-        let (i, path) = ustring(i)?;
+        let (i, path) = request_path(i)?;
         let (i, m) = int(i)?;
         let Some(mode) = AddWatchMode::from_i32(m) else {
             return fail(DecodeError::InvalidValue {
@@ -688,6 +689,11 @@ fn decode_multi_ops(mut i: &[u8]) -> JResult<'_, Vec<MultiOp>> {
         i = rest;
         if h.done {
             return Ok((i, ops));
+        }
+        // Every op record starts with its path; a null one fails the whole multi (ZooKeeper:
+        // MarshallingError), even for setData, which alone would be answered BadArguments.
+        if i.starts_with(&(-1i32).to_be_bytes()) {
+            return fail(DecodeError::NullPath);
         }
         let (rest, op) = match OpCode::from_i32(h.op) {
             Some(
@@ -942,19 +948,27 @@ pub(crate) fn decode_request_body(op: i32, i: &[u8]) -> Option<JResult<'_, Reque
         O::SetAcl => map(SetAclRequest::decode(i), Request::SetAcl),
         O::GetChildren => map(PathWatchRequest::decode(i), Request::GetChildren),
         O::GetChildren2 => map(PathWatchRequest::decode(i), Request::GetChildren2),
-        O::Sync => map(PathRequest::decode(i), Request::Sync),
+        // A null sync path is answered, not refused (it reads as "").
+        O::Sync => map(ustring(i), |path| Request::Sync(PathRequest { path })),
         O::Ping => Ok((i, Request::Ping)),
         O::Check => map(CheckVersionRequest::decode(i), Request::Check),
         O::Multi => map(decode_multi_ops(i), Request::Multi),
         O::MultiRead => map(decode_multi_ops(i), Request::MultiRead),
         O::Reconfig => map(ReconfigRequest::decode(i), Request::Reconfig),
-        O::CheckWatches => map(WatchesRequest::decode(i), Request::CheckWatches),
+        // checkWatches walks the path's parents, which fails on a null path (MarshallingError).
+        O::CheckWatches => match request_path(i) {
+            Ok(_) => map(WatchesRequest::decode(i), Request::CheckWatches),
+            Err(e) => Err(e),
+        },
         O::RemoveWatches => map(WatchesRequest::decode(i), Request::RemoveWatches),
         O::Auth => map(AuthPacket::decode(i), Request::Auth),
         O::SetWatches => map(SetWatches::decode_as(i, false), Request::SetWatches),
         O::SetWatches2 => map(SetWatches::decode_as(i, true), Request::SetWatches2),
         O::Sasl => map(buffer_vec(i), |token| Request::Sasl { token }),
-        O::GetEphemerals => map(PathRequest::decode(i), Request::GetEphemerals),
+        // A null prefix asks for every ephemeral of the session, as "" does.
+        O::GetEphemerals => map(ustring(i), |path| {
+            Request::GetEphemerals(PathRequest { path })
+        }),
         O::GetAllChildrenNumber => map(PathRequest::decode(i), Request::GetAllChildrenNumber),
         O::AddWatch => map(AddWatchRequest::decode(i), Request::AddWatch),
         O::WhoAmI => Ok((i, Request::WhoAmI)),
@@ -972,7 +986,12 @@ impl Encode for Response {
         match self {
             Response::Empty => {}
             Response::Error { err } => out.put_i32(*err),
-            Response::Create { path } | Response::Sync { path } => put_str(out, path),
+            Response::Create { path } => put_str(out, path),
+            // ZooKeeper echoes the request's path; kazoo sends "" as null and reads null back, and no
+            // client sends a real empty sync path, so "" goes out as null.
+            Response::Sync { path } => {
+                put_ustring(out, Some(path.as_str()).filter(|p| !p.is_empty()))
+            }
             Response::Create2 { path, stat } => {
                 put_str(out, path);
                 stat.encode(out);

@@ -324,3 +324,21 @@ fn invalid_enumerations_and_multi_ops() {
         Err(DecodeError::InvalidMultiOp(3))
     );
 }
+
+#[test]
+fn a_null_path_is_malformed_but_an_empty_one_is_a_path() {
+    // getData with a null path (length -1), as kazoo sends "": ZooKeeper answers MarshallingError.
+    let mut null = be(-1).to_vec();
+    null.push(0);
+    assert_eq!(decode_request(&req(4, &null)), Err(DecodeError::NullPath));
+    let mut empty = ustr(b"");
+    empty.push(0);
+    let (_, r) = decode_request(&req(4, &empty)).expect("empty path decodes");
+    assert_eq!(
+        r,
+        Request::GetData(PathWatchRequest {
+            path: String::new(),
+            watch: false
+        })
+    );
+}

@@ -484,10 +484,11 @@ impl Zk {
             Request::CheckWatches(w) => c.check_session().and_then(|()| {
                 let (data, child) = (&self.data_watches, &self.child_watches);
                 let found = match w.watcher_type {
-                    WatcherType::Children => child.contains(&w.path, c.session),
-                    WatcherType::Data => data.contains(&w.path, c.session),
+                    WatcherType::Children => child.contains(&w.path, c.session)?,
+                    WatcherType::Data => data.contains(&w.path, c.session)?,
                     WatcherType::Any => {
-                        child.contains(&w.path, c.session) || data.contains(&w.path, c.session)
+                        let child = child.contains(&w.path, c.session)?;
+                        data.contains(&w.path, c.session)? || child
                     }
                 };
                 if found {

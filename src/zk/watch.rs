@@ -1,6 +1,7 @@
 //! ZooKeeper 3.8's default `WatchManager`, one instance for data (and exists) watches and one for
 //! child watches, with sessions standing in for connections. Local to a replica: never snapshotted.
 
+use protocol::ErrorCode;
 use std::collections::{BTreeMap, BTreeSet};
 
 use protocol::EventType;
@@ -116,15 +117,25 @@ impl Manager {
     }
 
     /// `WatchManager.containsWatcher` as 3.8 has it: true if *any* session watches exactly `path`,
-    /// or this session's own mode on `path` is recursive.
-    pub fn contains(&self, path: &str, session: SessionId) -> bool {
+    /// or this session's own mode on `path` is recursive. Its `PathParentIterator` cuts each path
+    /// at its last '/', which throws on a segment without one; ZooKeeper answers that exception
+    /// with `MarshallingError`.
+    pub fn contains(&self, path: &str, session: SessionId) -> Result<bool, ErrorCode> {
         if path.is_empty() {
-            return false;
+            return Ok(false);
         }
-        if self.table.get(path).is_some_and(|s| !s.is_empty()) {
-            return true;
+        if !path.contains('/') {
+            return Err(ErrorCode::MarshallingError);
         }
-        self.mode(session, path) == Mode::PersistentRecursive
+        if self.table.get(path).is_some_and(|s| !s.is_empty())
+            || self.mode(session, path) == Mode::PersistentRecursive
+        {
+            return Ok(true);
+        }
+        if self.recursive > 0 && !path.starts_with('/') {
+            return Err(ErrorCode::MarshallingError);
+        }
+        Ok(false)
     }
 
     /// `WatchManager.triggerWatch`: the sessions whose watches match an event of type `ty` on `path`,
@@ -243,15 +254,16 @@ mod tests {
     fn remove_and_contains() {
         let mut m = Manager::default();
         m.add("/a", 1, Mode::Standard);
-        assert!(
+        assert_eq!(
             m.contains("/a", 2),
+            Ok(true),
             "3.8 answers for any watcher on the path"
         );
-        assert!(!m.contains("/b", 1));
+        assert_eq!(m.contains("/b", 1), Ok(false));
         assert!(!m.remove("/a", 2));
         assert!(m.remove("/a", 1));
         assert!(!m.remove("/a", 1));
-        assert!(!m.contains("/a", 1));
+        assert_eq!(m.contains("/a", 1), Ok(false));
         m.add("/x", 3, Mode::PersistentRecursive);
         m.add("/y", 3, Mode::Standard);
         m.remove_session(3);
