@@ -109,7 +109,6 @@ enum Input {
     Editor {
         prompts: std::sync::mpsc::Sender<String>,
         lines: mpsc::UnboundedReceiver<Option<String>>,
-        printer: Box<dyn rustyline::ExternalPrinter + Send>,
     },
 }
 
@@ -136,6 +135,8 @@ async fn run_async(args: ShellArgs) -> Result<i32, ShellError> {
         println!("Welcome to ZooKeeper!");
         if std::io::stdin().is_terminal() {
             println!("JLine support is enabled");
+            // The first prompt shows the session connected unless the server is slow to answer.
+            wait_connected(&shell, Duration::from_secs(3)).await;
             start_editor()?
         } else {
             println!("JLine support is disabled");
@@ -144,22 +145,15 @@ async fn run_async(args: ShellArgs) -> Result<i32, ShellError> {
     };
     let _ = std::io::stdout().flush();
 
-    let print_event =
-        |ev: &WatchedEvent, printer: Option<&mut Box<dyn rustyline::ExternalPrinter + Send>>| {
-            if !print_watches.load(Ordering::Relaxed) {
-                return;
-            }
-            let text = format!("\nWATCHER::\n\n{ev}\n");
-            match printer {
-                Some(p) => {
-                    let _ = p.print(text);
-                }
-                None => {
-                    print!("{text}");
-                    let _ = std::io::stdout().flush();
-                }
-            }
-        };
+    // Printed straight to stdout, also while the editor shows its prompt: zkCli's JLine does the
+    // same (the event lands after the prompt; the line being typed is not redrawn). rustyline's
+    // ExternalPrinter would redraw it, but in rustyline 15 and 17 it stalls keyboard input.
+    let print_event = |ev: &WatchedEvent| {
+        if print_watches.load(Ordering::Relaxed) {
+            print!("\nWATCHER::\n\n{ev}\n");
+            let _ = std::io::stdout().flush();
+        }
+    };
 
     loop {
         // Wait for the next line, printing events meanwhile.
@@ -174,21 +168,17 @@ async fn run_async(args: ShellArgs) -> Result<i32, ShellError> {
             Input::Piped(lines) => loop {
                 tokio::select! {
                     l = lines.recv() => break l.map(|l| vec![l]),
-                    Some(ev) = events.recv() => print_event(&ev, None),
+                    Some(ev) = events.recv() => print_event(&ev),
                 }
             },
-            Input::Editor {
-                prompts,
-                lines,
-                printer,
-            } => {
+            Input::Editor { prompts, lines } => {
                 if prompts.send(shell.prompt()).is_err() {
                     break;
                 }
                 loop {
                     tokio::select! {
                         l = lines.recv() => break l.flatten().map(|l| vec![l]),
-                        Some(ev) = events.recv() => print_event(&ev, Some(printer)),
+                        Some(ev) = events.recv() => print_event(&ev),
                     }
                 }
             }
@@ -207,17 +197,17 @@ async fn run_async(args: ShellArgs) -> Result<i32, ShellError> {
             tokio::select! {
                 biased;
                 r = &mut fut => break r,
-                Some(ev) = events.recv() => print_event(&ev, None),
+                Some(ev) = events.recv() => print_event(&ev),
             }
         };
         // Events the server sent before the reply come before the command's output.
         while let Ok(ev) = events.try_recv() {
-            print_event(&ev, None);
+            print_event(&ev);
         }
         print_output(&output);
         if flow == Flow::Quit || is_words {
             while let Ok(ev) = events.try_recv() {
-                print_event(&ev, None);
+                print_event(&ev);
             }
             break;
         }
@@ -273,9 +263,6 @@ fn start_editor() -> Result<Input, ShellError> {
     use rustyline::error::ReadlineError;
     let mut editor =
         rustyline::DefaultEditor::new().map_err(|e| ShellError::Editor(e.to_string()))?;
-    let printer = editor
-        .create_external_printer()
-        .map_err(|e| ShellError::Editor(e.to_string()))?;
     let (prompt_tx, prompt_rx) = std::sync::mpsc::channel::<String>();
     let (line_tx, line_rx) = mpsc::unbounded_channel();
     std::thread::spawn(move || {
@@ -303,6 +290,5 @@ fn start_editor() -> Result<Input, ShellError> {
     Ok(Input::Editor {
         prompts: prompt_tx,
         lines: line_rx,
-        printer: Box::new(printer),
     })
 }
