@@ -285,7 +285,9 @@ async fn commands_on_stdin_print_what_zkcli_prints() {
     assert!(out.contains("\nhello\n"), "{out}");
     assert!(out.contains("cZxid = 0xN\nctime = T\nmZxid = 0xN"), "{out}");
     assert!(out.contains("WatchedEvent state:SyncConnected type:NodeDataChanged path:ROOT/w"));
-    assert!(out.contains("WatchedEvent state:SyncConnected type:PersistentWatchRemoved path:ROOT/w"));
+    assert!(
+        out.contains("WatchedEvent state:SyncConnected type:PersistentWatchRemoved path:ROOT/w")
+    );
     assert!(out.contains("'world,'anyone\n: cdrwa"), "{out}");
     assert!(out.contains("printwatches is off"));
     assert!(out.contains("Sync is OK"));
@@ -309,14 +311,25 @@ async fn commands_on_stdin_print_what_zkcli_prints() {
         "KeeperErrorCode = No such watcher for ROOT/w",
         "Command index out of range",
     ] {
-        assert!(err.lines().any(|l| l == line), "no {line:?} on stderr:\n{err}");
+        assert!(
+            err.lines().any(|l| l == line),
+            "no {line:?} on stderr:\n{err}"
+        );
     }
 
     let theirs_root = unique_root("zkcli");
     let theirs = zkcli(&addr, &[], &SCRIPT.replace("ROOT", &theirs_root));
     if let Some(theirs) = theirs {
-        assert_eq!(out, normalise(&theirs.stdout, &theirs_root), "stdout differs from zkCli.sh");
-        assert_eq!(err, normalise(&theirs.stderr, &theirs_root), "stderr differs from zkCli.sh");
+        assert_eq!(
+            out,
+            normalise(&theirs.stdout, &theirs_root),
+            "stdout differs from zkCli.sh"
+        );
+        assert_eq!(
+            err,
+            normalise(&theirs.stderr, &theirs_root),
+            "stderr differs from zkCli.sh"
+        );
         assert_eq!(ours.code, theirs.code);
     }
 }
@@ -334,14 +347,20 @@ async fn a_command_line_command_runs_once_with_zkclis_exit_code() {
         (vec!["ls".into(), format!("{root}/nope")], 1),
         (vec!["ls".into()], 1),
         (vec!["bogus".into()], 127),
-        (vec!["delete".into(), "-v".into(), "3".into(), root.clone()], 1),
+        (
+            vec!["delete".into(), "-v".into(), "3".into(), root.clone()],
+            1,
+        ),
         (vec!["deleteall".into(), root.clone()], 0),
     ];
     for (words, code) in cases {
         let args: Vec<&str> = words.iter().map(String::as_str).collect();
         let ours = shell(&addr, &args, "");
         assert_eq!(ours.code, code, "{words:?}: stderr {}", ours.stderr);
-        assert!(!ours.stdout.contains("Welcome to ZooKeeper!"), "{words:?} must not read stdin");
+        assert!(
+            !ours.stdout.contains("Welcome to ZooKeeper!"),
+            "{words:?} must not read stdin"
+        );
         if words[0] == "get" {
             assert!(ours.stdout.ends_with("v1\n"), "{}", ours.stdout);
         }
@@ -349,7 +368,9 @@ async fn a_command_line_command_runs_once_with_zkclis_exit_code() {
             assert_eq!(ours.stderr, format!("Node does not exist: {root}/nope\n"));
         }
         if words[0] == "bogus" {
-            assert!(ours.stderr.ends_with("Command not found: Command not found bogus\n"));
+            assert!(ours
+                .stderr
+                .ends_with("Command not found: Command not found bogus\n"));
             assert!(ours.stderr.contains("\tls [-s] [-w] [-R] path\n"));
         }
     }
@@ -358,7 +379,10 @@ async fn a_command_line_command_runs_once_with_zkclis_exit_code() {
     if let Some(theirs) = zkcli(&addr, &["stat", &nope], "") {
         let ours = shell(&addr, &["stat", &nope], "");
         assert_eq!(ours.code, theirs.code);
-        assert_eq!(normalise(&ours.stderr, &root), normalise(&theirs.stderr, &root));
+        assert_eq!(
+            normalise(&ours.stderr, &root),
+            normalise(&theirs.stderr, &root)
+        );
     }
 }
 
@@ -411,7 +435,17 @@ impl Tmux {
     fn start(cmd: &str) -> Tmux {
         let socket = format!("volery-shell-test-{}", std::process::id());
         let status = Command::new("tmux")
-            .args(["-L", &socket, "new-session", "-d", "-x", "200", "-y", "80", cmd])
+            .args([
+                "-L",
+                &socket,
+                "new-session",
+                "-d",
+                "-x",
+                "200",
+                "-y",
+                "80",
+                cmd,
+            ])
             .status()
             .expect("tmux");
         assert!(status.success());
@@ -421,12 +455,26 @@ impl Tmux {
     fn keys(&self, keys: &[&str]) {
         let mut args = vec!["-L", &self.socket, "send-keys", "-t", "0"];
         args.extend_from_slice(keys);
-        assert!(Command::new("tmux").args(&args).status().expect("tmux").success());
+        assert!(Command::new("tmux")
+            .args(&args)
+            .status()
+            .expect("tmux")
+            .success());
     }
 
     fn screen(&self) -> String {
         let out = Command::new("tmux")
-            .args(["-L", &self.socket, "capture-pane", "-p", "-J", "-S", "-2000", "-t", "0"])
+            .args([
+                "-L",
+                &self.socket,
+                "capture-pane",
+                "-p",
+                "-J",
+                "-S",
+                "-2000",
+                "-t",
+                "0",
+            ])
             .output()
             .expect("tmux");
         String::from_utf8_lossy(&out.stdout).into_owned()
@@ -504,7 +552,10 @@ async fn an_interactive_session_through_a_pseudo_terminal() {
     tty.keys(&["quit", "Enter"]);
     let start = Instant::now();
     while !tty.is_gone() {
-        assert!(start.elapsed() < Duration::from_secs(10), "quit did not end the shell");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "quit did not end the shell"
+        );
         std::thread::sleep(Duration::from_millis(30));
     }
     let _ = at;
