@@ -6,9 +6,11 @@
 //! - [`ssmr`]: the S-SMR engine that executes ordered commands on the service.
 //! - [`multicast`]: atomic multicast built from Paxos groups; orders opaque commands.
 //! - [`zk`]: the ZooKeeper service as a deterministic state machine.
+pub mod client;
 pub mod config;
 pub mod multicast;
 pub mod node;
 pub mod server;
+pub mod shell;
 pub mod ssmr;
 pub mod zk;
