@@ -115,13 +115,38 @@ struct Session<'a> {
     /// Nodes created and not yet deleted; each gets its delete as the next request of a free slot.
     to_delete: Vec<u64>,
     next_node: u64,
+    /// The last xid sent.
+    xid: i32,
     wbuf: BytesMut,
     stats: SessionStats,
 }
 
-impl Session<'_> {
+impl<'a> Session<'a> {
+    fn new(
+        index: u64,
+        workload: &'a Workload,
+        shared: &'a Shared,
+        outstanding: usize,
+        seed: u64,
+        xid: i32,
+    ) -> Session<'a> {
+        Session {
+            index,
+            workload,
+            shared,
+            outstanding,
+            rng: Rng::new(seed ^ index.wrapping_mul(0x2545_f491_4f6c_dd1d)),
+            pending: VecDeque::with_capacity(outstanding),
+            to_delete: Vec::new(),
+            next_node: 0,
+            xid,
+            wbuf: BytesMut::with_capacity(outstanding * workload.max_frame_len()),
+            stats: SessionStats::new(),
+        }
+    }
+
     /// Fills free slots up to `outstanding` with new requests stamped `now`.
-    fn refill(&mut self, conn: &mut Conn, now: Instant) {
+    fn refill(&mut self, now: Instant) {
         while self.pending.len() < self.outstanding {
             let (kind, node) = match self.to_delete.pop() {
                 Some(n) => (OpKind::Delete, n),
@@ -137,7 +162,7 @@ impl Session<'_> {
                     (kind, node)
                 }
             };
-            let xid = conn.next_xid();
+            let xid = self.next_xid();
             let keys = u64::from(self.workload.keys);
             let (a, b) = match kind {
                 OpKind::Create | OpKind::Delete => (node, 0),
@@ -153,18 +178,40 @@ impl Session<'_> {
         }
     }
 
-    /// Handles every complete frame in `conn.rbuf`. Returns how many replies, errors and
+    /// Handles every complete frame in `rbuf`. Returns how many replies, errors and
     /// microseconds of latency it saw.
+    fn next_xid(&mut self) -> i32 {
+        self.xid = if self.xid >= i32::MAX - 1 {
+            1
+        } else {
+            self.xid + 1
+        };
+        self.xid
+    }
+
+    /// Queues the delete of every node created and not yet deleted.
+    fn delete_created(&mut self, now: Instant) {
+        while let Some(node) = self.to_delete.pop() {
+            let xid = self.next_xid();
+            self.workload
+                .append(OpKind::Delete, xid, node, 0, &mut self.wbuf);
+            self.pending.push_back(Pending {
+                xid,
+                kind: OpKind::Delete,
+                sent: now,
+                node,
+            });
+        }
+    }
+
     fn take_replies(
         &mut self,
-        conn: &mut Conn,
+        rbuf: &mut BytesMut,
         now: Instant,
         measuring: bool,
     ) -> Result<(u64, u64, u64), String> {
         let (mut replies, mut errors, mut latency_sum) = (0, 0, 0);
-        while let Some(body) =
-            split_frame(&mut conn.rbuf, JUTE_MAXBUFFER).map_err(|e| e.to_string())?
-        {
+        while let Some(body) = split_frame(rbuf, JUTE_MAXBUFFER).map_err(|e| e.to_string())? {
             let (header, rest) = decode_reply_header(&body).map_err(|e| e.to_string())?;
             if header.xid == xid::NOTIFICATION || header.xid == xid::PING {
                 continue;
@@ -232,19 +279,9 @@ pub async fn run_session(
     seed: u64,
     drain: Duration,
 ) -> SessionStats {
-    let mut s = Session {
-        index,
-        workload: &workload,
-        shared: &shared,
-        outstanding,
-        rng: Rng::new(seed ^ index.wrapping_mul(0x2545_f491_4f6c_dd1d)),
-        pending: VecDeque::with_capacity(outstanding),
-        to_delete: Vec::new(),
-        next_node: 0,
-        wbuf: BytesMut::with_capacity(outstanding * workload.max_frame_len()),
-        stats: SessionStats::new(),
-    };
+    let mut s = Session::new(index, &workload, &shared, outstanding, seed, conn.xid);
     let failure = drive(&mut s, &mut conn, drain).await.err();
+    conn.xid = s.xid;
     if let Some(f) = &failure {
         tracing::warn!(session = index, addr = %conn.addr, "session ended early: {f}");
         s.shared.failed.fetch_add(1, Ordering::Relaxed);
@@ -258,7 +295,7 @@ pub async fn run_session(
 
 async fn drive(s: &mut Session<'_>, conn: &mut Conn, drain: Duration) -> Result<(), String> {
     let mut drain_deadline: Option<Instant> = None;
-    s.refill(conn, Instant::now());
+    s.refill(Instant::now());
     loop {
         let phase = s.shared.phase.load(Ordering::Relaxed);
         if phase == phase::STOP {
@@ -305,7 +342,8 @@ async fn drive(s: &mut Session<'_>, conn: &mut Conn, drain: Duration) -> Result<
         }
         let now = Instant::now();
         let phase = s.shared.phase.load(Ordering::Relaxed);
-        let (replies, errors, latency) = s.take_replies(conn, now, phase == phase::MEASURE)?;
+        let (replies, errors, latency) =
+            s.take_replies(&mut conn.rbuf, now, phase == phase::MEASURE)?;
         if replies > 0 {
             s.shared.replies.fetch_add(replies, Ordering::Relaxed);
             s.shared.latency_us.fetch_add(latency, Ordering::Relaxed);
@@ -315,18 +353,9 @@ async fn drive(s: &mut Session<'_>, conn: &mut Conn, drain: Duration) -> Result<
         }
         if phase == phase::STOP {
             // Leave nothing half-created: deletes still go out, nothing else does.
-            while let Some(n) = s.to_delete.pop() {
-                let xid = conn.next_xid();
-                s.workload.append(OpKind::Delete, xid, n, 0, &mut s.wbuf);
-                s.pending.push_back(Pending {
-                    xid,
-                    kind: OpKind::Delete,
-                    sent: now,
-                    node: n,
-                });
-            }
+            s.delete_created(now);
         } else {
-            s.refill(conn, now);
+            s.refill(now);
         }
         if conn.rbuf.capacity() - conn.rbuf.len() < 16 * 1024 {
             conn.rbuf.reserve(64 * 1024);
@@ -337,6 +366,90 @@ async fn drive(s: &mut Session<'_>, conn: &mut Conn, drain: Duration) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use protocol::{decode_request, encode_frame, ReplyHeader, Request, Stat};
+
+    /// Splits the session's write buffer into (xid, request) pairs.
+    fn sent(s: &mut Session<'_>) -> Vec<(i32, Request)> {
+        let mut out = Vec::new();
+        while let Some(body) = split_frame(&mut s.wbuf, JUTE_MAXBUFFER).unwrap() {
+            let (h, req) = decode_request(&body).unwrap();
+            out.push((h.xid, req));
+        }
+        out
+    }
+
+    fn reply(rbuf: &mut BytesMut, xid: i32, err: i32, rsp: Option<Response>) {
+        let header = ReplyHeader { xid, zxid: 1, err };
+        encode_frame(&(header, rsp), rbuf);
+    }
+
+    #[test]
+    fn create_is_followed_by_its_delete_and_errors_are_counted() {
+        let w = Workload::new("create=1".parse().unwrap(), 10, 5, "/b/r".into());
+        let shared = Shared::default();
+        let mut s = Session::new(3, &w, &shared, 2, 1, 0);
+        let t0 = Instant::now();
+        s.refill(t0);
+        let reqs = sent(&mut s);
+        assert_eq!(reqs.len(), 2);
+        let paths: Vec<String> = reqs
+            .iter()
+            .map(|(_, r)| match r {
+                Request::Create { req, .. } => req.path.clone(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(paths, ["/b/r/c0000300000000000", "/b/r/c0000300000000001"]);
+        assert_eq!(reqs[0].0 + 1, reqs[1].0);
+
+        // The first create succeeds, the second fails with NodeExists.
+        let mut rbuf = BytesMut::new();
+        let path = paths[0].clone();
+        reply(&mut rbuf, reqs[0].0, 0, Some(Response::Create { path }));
+        reply(&mut rbuf, reqs[1].0, -110, None);
+        let later = t0 + Duration::from_millis(3);
+        let (n, errors, lat) = s.take_replies(&mut rbuf, later, true).unwrap();
+        assert_eq!((n, errors, lat), (2, 1, 6000));
+        assert_eq!(s.stats.errors.get(&(OpKind::Create, -110)), Some(&1));
+        assert_eq!(s.stats.latency[OpKind::Create.index()].len(), 2);
+
+        // The freed slots: the delete of the node created, then a new create.
+        s.refill(later);
+        let reqs2 = sent(&mut s);
+        assert_eq!(
+            reqs2[0].1,
+            Request::Delete(protocol::DeleteRequest {
+                path: paths[0].clone(),
+                version: -1
+            })
+        );
+        assert!(matches!(&reqs2[1].1, Request::Create { req, .. } if req.path.ends_with("02")));
+    }
+
+    #[test]
+    fn replies_out_of_order_or_malformed_are_caught() {
+        let w = Workload::new("set=1".parse().unwrap(), 10, 5, "/b/r".into());
+        let shared = Shared::default();
+        let mut s = Session::new(0, &w, &shared, 2, 1, 0);
+        s.refill(Instant::now());
+        let reqs = sent(&mut s);
+        let mut rbuf = BytesMut::new();
+        // A notification is skipped; a setData reply without its Stat is malformed.
+        reply(&mut rbuf, -1, 0, None);
+        reply(&mut rbuf, reqs[0].0, 0, None);
+        let (n, errors, _) = s.take_replies(&mut rbuf, Instant::now(), false).unwrap();
+        assert_eq!((n, errors), (1, 1));
+        assert!(s.stats.errors.is_empty(), "not recorded outside the window");
+        assert_eq!(s.stats.latency[OpKind::Set.index()].len(), 0);
+        // A reply to an xid that is not the oldest outstanding is a protocol error.
+        reply(
+            &mut rbuf,
+            reqs[1].0 + 5,
+            0,
+            Some(Response::Stat(Stat::default())),
+        );
+        assert!(s.take_replies(&mut rbuf, Instant::now(), true).is_err());
+    }
 
     #[test]
     fn rng_is_deterministic_and_spread() {
