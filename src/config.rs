@@ -8,8 +8,8 @@ use std::path::PathBuf;
 pub const DEFAULT_CLIENT_PORT: u16 = 2181;
 /// ZooKeeper's default `tickTime`.
 pub const DEFAULT_TICK_TIME_MS: u32 = 2000;
-/// `jute.maxbuffer`: the largest request body and znode value accepted.
-pub const JUTE_MAXBUFFER: usize = 1 << 20;
+/// `jute.maxbuffer`: the largest frame accepted (ZooKeeper's default, one byte short of 1 MiB).
+pub const JUTE_MAXBUFFER: usize = protocol::JUTE_MAXBUFFER;
 /// ZooKeeper's default `maxClientCnxns` per client address.
 pub const DEFAULT_MAX_CLIENT_CNXNS: u32 = 60;
 /// Requests one connection may have in flight before the server stops reading from it.
@@ -30,7 +30,11 @@ pub enum ConfigError {
     #[error("max buffer must be at least 1024 bytes, got {0}")]
     MaxBufferTooSmall(usize),
     #[error("invalid property {key}={value}: {why}")]
-    BadProperty { key: String, value: String, why: String },
+    BadProperty {
+        key: String,
+        value: String,
+        why: String,
+    },
 }
 
 /// A validated server configuration.
@@ -128,14 +132,20 @@ mod tests {
     fn defaults_are_zookeepers() {
         let c = Config::default();
         assert_eq!(c.client_addr.port(), 2181);
-        assert_eq!((c.min_session_timeout_ms, c.max_session_timeout_ms), (4000, 40000));
+        assert_eq!(
+            (c.min_session_timeout_ms, c.max_session_timeout_ms),
+            (4000, 40000)
+        );
         assert!(c.validate().is_ok());
     }
 
     #[test]
     fn properties_with_and_without_prefix() {
         let mut c = Config::default();
-        assert_eq!(c.set_property("zookeeper.extendedTypesEnabled", "true"), Ok(true));
+        assert_eq!(
+            c.set_property("zookeeper.extendedTypesEnabled", "true"),
+            Ok(true)
+        );
         assert!(c.extended_types);
         assert_eq!(
             c.set_property("DigestAuthenticationProvider.superDigest", "super:abc="),
@@ -151,7 +161,17 @@ mod tests {
 
     #[test]
     fn session_bounds_are_checked() {
-        let c = Config { min_session_timeout_ms: 5000, max_session_timeout_ms: 100, ..Config::default() };
-        assert_eq!(c.validate(), Err(ConfigError::SessionBounds { min: 5000, max: 100 }));
+        let c = Config {
+            min_session_timeout_ms: 5000,
+            max_session_timeout_ms: 100,
+            ..Config::default()
+        };
+        assert_eq!(
+            c.validate(),
+            Err(ConfigError::SessionBounds {
+                min: 5000,
+                max: 100
+            })
+        );
     }
 }

@@ -9,7 +9,11 @@ use tracing_subscriber::EnvFilter;
 use volery::config::{self, Config};
 
 #[derive(Parser)]
-#[command(name = "volery", version, about = "A ZooKeeper-compatible coordination server")]
+#[command(
+    name = "volery",
+    version,
+    about = "A ZooKeeper-compatible coordination server"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -65,7 +69,9 @@ impl StartArgs {
             ..Config::default()
         };
         for p in &self.properties {
-            let (k, v) = p.split_once('=').with_context(|| format!("-D {p}: expected KEY=VALUE"))?;
+            let (k, v) = p
+                .split_once('=')
+                .with_context(|| format!("-D {p}: expected KEY=VALUE"))?;
             if !cfg.set_property(k.trim(), v.trim())? {
                 tracing::warn!(property = k, "unknown property ignored");
             }
@@ -78,7 +84,8 @@ impl StartArgs {
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_env("VOLERY_LOG").unwrap_or_else(|_| EnvFilter::new("warn,volery=info")),
+            EnvFilter::try_from_env("VOLERY_LOG")
+                .unwrap_or_else(|_| EnvFilter::new("warn,volery=info")),
         )
         .with_writer(std::io::stderr)
         .init();

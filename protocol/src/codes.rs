@@ -198,8 +198,11 @@ pub mod xid {
     pub const NOTIFICATION: i32 = -1;
     /// A ping; the client sends one every third of the session timeout when idle.
     pub const PING: i32 = -2;
-    /// An `AuthPacket` (addauth).
+    /// An `AuthPacket` (addauth); ZooKeeper answers with xid -4, zxid 0 and err 0 or AuthFailed.
     pub const AUTH: i32 = -4;
-    /// `SetWatches`/`SetWatches2`, sent by the Java client right after a reconnect.
+    /// `SetWatches`/`SetWatches2`, sent by the Java client right after a reconnect. The 3.8.0 Java
+    /// client builds the header with -8 but then stamps an ordinary xid on it when sending (only
+    /// ping and auth keep their reserved xids; see `tests/fixtures/java-reconnect-*.hex`), so a
+    /// server must recognise setWatches by opcode, not by this xid.
     pub const SET_WATCHES: i32 = -8;
 }

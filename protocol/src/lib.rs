@@ -15,6 +15,9 @@ pub mod message;
 pub mod records;
 pub mod wire;
 
+#[cfg(test)]
+mod proptests;
+
 pub use codes::*;
 pub use error::{DecodeError, FrameError};
 pub use frame::{encode_frame, split_frame, CodecError, FrameCodec, JUTE_MAXBUFFER};

@@ -90,7 +90,7 @@ pub fn decode_reply(
         op
     };
     let has_body = header.err == 0
-        || op == OpCode::Notification
+        || header.xid == xid::NOTIFICATION
         || (matches!(op, OpCode::Multi | OpCode::MultiRead) && !rest.is_empty());
     if !has_body {
         finish(rest)?;

@@ -265,8 +265,12 @@ pub enum MultiResult {
 /// except multi, whose body always follows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Response {
-    /// delete, ping, check, setWatches, removeWatches, checkWatches, addWatch, auth, closeSession.
+    /// delete, ping, check, setWatches, removeWatches, checkWatches, auth, closeSession.
     Empty,
+    /// An `ErrorResponse` body: ZooKeeper 3.8 answers addWatch with `ErrorResponse { err: 0 }`.
+    Error {
+        err: i32,
+    },
     Create {
         path: String,
     },

@@ -971,6 +971,7 @@ impl Encode for Response {
     fn encode(&self, out: &mut BytesMut) {
         match self {
             Response::Empty => {}
+            Response::Error { err } => out.put_i32(*err),
             Response::Create { path } | Response::Sync { path } => put_str(out, path),
             Response::Create2 { path, stat } => {
                 put_str(out, path);
@@ -1001,6 +1002,7 @@ impl Encode for Response {
     fn encoded_len(&self) -> usize {
         match self {
             Response::Empty => 0,
+            Response::Error { .. } => 4,
             Response::Create { path } | Response::Sync { path } => buffer_len(path.len()),
             Response::Create2 { path, .. } => buffer_len(path.len()) + STAT_LEN,
             Response::Stat(_) => STAT_LEN,
@@ -1021,7 +1023,7 @@ impl Encode for Response {
 /// Decodes the body answering a request with opcode `op` (ZooKeeper 3.8's
 /// `FinalRequestProcessor`: create2, createTTL and createContainer answer with `Create2Response`,
 /// reconfig with a `GetDataResponse`, and delete, check, the watch operations, auth and
-/// closeSession with no body). `None` if `op` has no reply.
+/// closeSession with no body, addWatch with an `ErrorResponse`). `None` if `op` has no reply.
 pub(crate) fn decode_response_body(op: OpCode, i: &[u8]) -> Option<JResult<'_, Response>> {
     use OpCode as O;
     let r = match op {
@@ -1052,6 +1054,7 @@ pub(crate) fn decode_response_body(op: OpCode, i: &[u8]) -> Option<JResult<'_, R
             Response::WhoAmI { client_info }
         }),
         O::Sasl => map(buffer_vec(i), |token| Response::Sasl { token }),
+        O::AddWatch => map(int(i), |err| Response::Error { err }),
         O::Notification => map(WatcherEvent::decode(i), Response::Notification),
         O::Delete
         | O::DeleteContainer
@@ -1059,7 +1062,6 @@ pub(crate) fn decode_response_body(op: OpCode, i: &[u8]) -> Option<JResult<'_, R
         | O::Check
         | O::CheckWatches
         | O::RemoveWatches
-        | O::AddWatch
         | O::Auth
         | O::SetWatches
         | O::SetWatches2

@@ -3,7 +3,7 @@
 //! Layout: `kind: u8, session: i64, xid: i32`, then per kind: CreateSession `timeout: i32, passwd,
 //! ip`; ReconnectSession `passwd, ip`; CloseSession nothing; AddAuth `scheme, auth`; Request the
 //! request exactly as the client sent it (jute `RequestHeader` + body), so the log holds ZooKeeper's
-//! own encoding. Buffers and strings are jute-style: an i32 length, then the bytes.
+//! own encoding; DeleteContainer `path`. Buffers and strings are jute-style: an i32 length, then the bytes.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
@@ -14,6 +14,7 @@ const RECONNECT_SESSION: u8 = 1;
 const CLOSE_SESSION: u8 = 2;
 const ADD_AUTH: u8 = 3;
 const REQUEST: u8 = 4;
+const DELETE_CONTAINER: u8 = 5;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CommandError {
@@ -36,12 +37,17 @@ pub fn encode(cmd: &Command) -> Bytes {
         Op::CloseSession => CLOSE_SESSION,
         Op::AddAuth { .. } => ADD_AUTH,
         Op::Request(_) => REQUEST,
+        Op::DeleteContainer { .. } => DELETE_CONTAINER,
     };
     out.put_u8(kind);
     out.put_i64(cmd.session);
     out.put_i32(cmd.xid);
     match &cmd.op {
-        Op::CreateSession { timeout_ms, passwd, client_ip } => {
+        Op::CreateSession {
+            timeout_ms,
+            passwd,
+            client_ip,
+        } => {
             out.put_i32(*timeout_ms);
             put_buf(&mut out, passwd);
             put_buf(&mut out, client_ip.as_bytes());
@@ -55,8 +61,12 @@ pub fn encode(cmd: &Command) -> Bytes {
             put_buf(&mut out, scheme.as_bytes());
             put_buf(&mut out, auth);
         }
+        Op::DeleteContainer { path } => put_buf(&mut out, path.as_bytes()),
         Op::Request(req) => {
-            let header = protocol::RequestHeader { xid: cmd.xid, op: req.op_code().as_i32() };
+            let header = protocol::RequestHeader {
+                xid: cmd.xid,
+                op: req.op_code().as_i32(),
+            };
             protocol::encode_request(&header, req, &mut out)
         }
     }
@@ -79,7 +89,11 @@ pub fn decode(mut b: &[u8], time_ms: i64) -> Result<Command, CommandError> {
             let timeout_ms = b.get_i32();
             let passwd = get_buf(&mut b)?;
             let client_ip = get_string(&mut b)?;
-            Op::CreateSession { timeout_ms, passwd, client_ip }
+            Op::CreateSession {
+                timeout_ms,
+                passwd,
+                client_ip,
+            }
         }
         RECONNECT_SESSION => {
             let passwd = get_buf(&mut b)?;
@@ -97,9 +111,17 @@ pub fn decode(mut b: &[u8], time_ms: i64) -> Result<Command, CommandError> {
                 protocol::decode_request(b).map_err(|e| CommandError::Request(e.to_string()))?;
             Op::Request(req)
         }
+        DELETE_CONTAINER => Op::DeleteContainer {
+            path: get_string(&mut b)?,
+        },
         k => return Err(CommandError::UnknownKind(k)),
     };
-    Ok(Command { session, xid, time_ms, op })
+    Ok(Command {
+        session,
+        xid,
+        time_ms,
+        op,
+    })
 }
 
 fn put_buf(out: &mut BytesMut, b: &[u8]) {
@@ -131,7 +153,12 @@ mod tests {
     use protocol::{PathWatchRequest, Request, SetDataRequest};
 
     fn round_trip(op: Op) {
-        let cmd = Command { session: 0x0102_0304_0506_0708, xid: 42, time_ms: 7, op };
+        let cmd = Command {
+            session: 0x0102_0304_0506_0708,
+            xid: 42,
+            time_ms: 7,
+            op,
+        };
         let bytes = encode(&cmd);
         assert_eq!(decode(&bytes, 7), Ok(cmd));
     }
@@ -143,16 +170,23 @@ mod tests {
             passwd: vec![1; 16],
             client_ip: "127.0.0.1".into(),
         });
-        round_trip(Op::ReconnectSession { passwd: vec![2; 16], client_ip: "10.0.0.1".into() });
+        round_trip(Op::ReconnectSession {
+            passwd: vec![2; 16],
+            client_ip: "10.0.0.1".into(),
+        });
         round_trip(Op::CloseSession);
-        round_trip(Op::AddAuth { scheme: "digest".into(), auth: b"u:p".to_vec() });
+        round_trip(Op::DeleteContainer { path: "/c".into() });
+        round_trip(Op::AddAuth {
+            scheme: "digest".into(),
+            auth: b"u:p".to_vec(),
+        });
         round_trip(Op::Request(Request::GetData(PathWatchRequest {
             path: "/a".into(),
             watch: true,
         })));
         round_trip(Op::Request(Request::SetData(SetDataRequest {
             path: "/a/b".into(),
-            data: vec![0, 1, 2],
+            data: Some(vec![0, 1, 2]),
             version: -1,
         })));
     }
@@ -165,7 +199,10 @@ mod tests {
             session: 1,
             xid: 1,
             time_ms: 0,
-            op: Op::AddAuth { scheme: "digest".into(), auth: vec![1, 2, 3] },
+            op: Op::AddAuth {
+                scheme: "digest".into(),
+                auth: vec![1, 2, 3],
+            },
         })
         .to_vec();
         b.truncate(b.len() - 1);

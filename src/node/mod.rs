@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
-use crate::zk::{self, Command, Op, SessionId, Zk};
+use crate::zk::{self, Command, SessionId, Zk};
 use group::{GroupError, GroupHandle, GroupOptions};
 use sessions::SessionTracker;
 
@@ -32,7 +32,12 @@ pub const INTERNAL_XID: i32 = i32::MIN;
 /// What the node sends to a session's connection, in the order the connection must write it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outbound {
-    Reply { xid: i32, zxid: i64, err: i32, response: Option<Response> },
+    Reply {
+        xid: i32,
+        zxid: i64,
+        err: i32,
+        response: Option<Response>,
+    },
     Notification(WatcherEvent),
     /// The session was closed or expired: write what is queued, then close the connection.
     Close,
@@ -95,11 +100,20 @@ impl Node {
     }
 
     fn route(&self, session: SessionId) -> Option<Route> {
-        self.inner.routes.lock().expect("routes poisoned").get(&session).cloned()
+        self.inner
+            .routes
+            .lock()
+            .expect("routes poisoned")
+            .get(&session)
+            .cloned()
     }
 
     fn remove_route(&self, session: SessionId) -> Option<Route> {
-        self.inner.routes.lock().expect("routes poisoned").remove(&session)
+        self.inner
+            .routes
+            .lock()
+            .expect("routes poisoned")
+            .remove(&session)
     }
 
     /// A session id that no other session of this node's history has: ZooKeeper's scheme, the
@@ -130,7 +144,10 @@ fn first_session_id(server_id: i64, now_ms: i64) -> SessionId {
 }
 
 fn wall_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// A started node and the task that ends when it stops.

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use protocol::{ErrorCode, PathRequest, Request};
+use protocol::ErrorCode;
 use tokio::time::MissedTickBehavior;
 
 use super::group::{Delivered, Group};
@@ -26,7 +26,13 @@ pub struct Replica {
 
 impl Replica {
     pub fn new(zk: Zk, node: Node, instance: Instance, snap_count: u64) -> Replica {
-        Replica { zk, node, instance, since_checkpoint: 0, snap_count: snap_count.max(1) }
+        Replica {
+            zk,
+            node,
+            instance,
+            since_checkpoint: 0,
+            snap_count: snap_count.max(1),
+        }
     }
 
     /// Executes deliveries until the group stops; expires sessions and removes empty containers
@@ -63,8 +69,7 @@ impl Replica {
                 }
                 _ = containers.tick() => {
                     for path in self.zk.expired_containers_and_ttls(wall_ms()) {
-                        let op = Op::Request(Request::DeleteContainer(PathRequest { path }));
-                        self.order(Command { session: 0, xid: INTERNAL_XID, time_ms: 0, op });
+                        self.order(Command { session: 0, xid: INTERNAL_XID, time_ms: 0, op: Op::DeleteContainer { path } });
                     }
                 }
             }
@@ -86,13 +91,18 @@ impl Replica {
     }
 
     fn deliver(&mut self, d: Delivered) {
-        debug_assert!(d.instance > self.instance, "instances are delivered in order");
+        debug_assert!(
+            d.instance > self.instance,
+            "instances are delivered in order"
+        );
         self.instance = d.instance;
         let time_ms = d.time_ms as i64;
         for bytes in &d.commands {
             match command::decode(bytes, time_ms) {
                 Ok(cmd) => self.execute(&cmd),
-                Err(e) => tracing::error!(instance = d.instance, error = %e, "undecodable command skipped"),
+                Err(e) => {
+                    tracing::error!(instance = d.instance, error = %e, "undecodable command skipped")
+                }
             }
         }
         self.since_checkpoint += d.commands.len() as u64;
@@ -100,9 +110,16 @@ impl Replica {
 
     fn execute(&mut self, cmd: &Command) {
         let last = self.zk.last_zxid();
-        let zxid = if Zk::is_write(&cmd.op) { last + 1 } else { last };
+        let zxid = if Zk::is_write(&cmd.op) {
+            last + 1
+        } else {
+            last
+        };
         let applied = self.zk.apply(zxid, cmd);
-        self.node.inner.last_zxid.store(self.zk.last_zxid(), std::sync::atomic::Ordering::Release);
+        self.node
+            .inner
+            .last_zxid
+            .store(self.zk.last_zxid(), std::sync::atomic::Ordering::Release);
         for (session, event) in applied.notifications {
             if let Some(route) = self.node.route(session) {
                 let _ = route.tx.send(Outbound::Notification(event));
@@ -149,7 +166,12 @@ impl Replica {
             .map_err(|e| NodeError::Snapshot(e.to_string()))??;
         self.node.inner.group.trim(instance).await?;
         self.since_checkpoint = 0;
-        tracing::info!(instance, bytes = size, elapsed_ms = started.elapsed().as_millis() as u64, "checkpoint saved");
+        tracing::info!(
+            instance,
+            bytes = size,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "checkpoint saved"
+        );
         Ok(())
     }
 }

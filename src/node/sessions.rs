@@ -28,7 +28,14 @@ impl SessionTracker {
     pub fn add(&self, id: SessionId, timeout_ms: i32, now: Instant) {
         let timeout = Duration::from_millis(timeout_ms.max(0) as u64);
         let mut s = self.sessions.lock().expect("session tracker poisoned");
-        s.insert(id, Tracked { timeout, deadline: now + timeout, closing: false });
+        s.insert(
+            id,
+            Tracked {
+                timeout,
+                deadline: now + timeout,
+                closing: false,
+            },
+        );
     }
 
     /// Renews the deadline; a session being closed stays closing.
@@ -49,11 +56,17 @@ impl SessionTracker {
     }
 
     pub fn remove(&self, id: SessionId) {
-        self.sessions.lock().expect("session tracker poisoned").remove(&id);
+        self.sessions
+            .lock()
+            .expect("session tracker poisoned")
+            .remove(&id);
     }
 
     pub fn contains(&self, id: SessionId) -> bool {
-        self.sessions.lock().expect("session tracker poisoned").contains_key(&id)
+        self.sessions
+            .lock()
+            .expect("session tracker poisoned")
+            .contains_key(&id)
     }
 
     /// Sessions whose deadline has passed, marked closing so each is returned once.
@@ -72,7 +85,10 @@ impl SessionTracker {
     }
 
     pub fn len(&self) -> usize {
-        self.sessions.lock().expect("session tracker poisoned").len()
+        self.sessions
+            .lock()
+            .expect("session tracker poisoned")
+            .len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -91,9 +107,15 @@ mod tests {
         t.add(1, 1000, t0);
         t.add(2, 1000, t0);
         t.touch(2, t0 + Duration::from_millis(900));
-        assert_eq!(t.take_expired(t0 + Duration::from_millis(500)), Vec::<i64>::new());
+        assert_eq!(
+            t.take_expired(t0 + Duration::from_millis(500)),
+            Vec::<i64>::new()
+        );
         assert_eq!(t.take_expired(t0 + Duration::from_millis(1000)), vec![1]);
-        assert_eq!(t.take_expired(t0 + Duration::from_millis(1100)), Vec::<i64>::new());
+        assert_eq!(
+            t.take_expired(t0 + Duration::from_millis(1100)),
+            Vec::<i64>::new()
+        );
         assert_eq!(t.take_expired(t0 + Duration::from_millis(1900)), vec![2]);
         t.remove(1);
         assert!(!t.contains(1));
@@ -107,6 +129,9 @@ mod tests {
         t.add(7, 100, t0);
         assert_eq!(t.take_expired(t0 + Duration::from_millis(100)), vec![7]);
         t.touch(7, t0 + Duration::from_millis(150));
-        assert_eq!(t.take_expired(t0 + Duration::from_millis(500)), Vec::<i64>::new());
+        assert_eq!(
+            t.take_expired(t0 + Duration::from_millis(500)),
+            Vec::<i64>::new()
+        );
     }
 }

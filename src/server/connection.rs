@@ -62,7 +62,11 @@ impl FrameReader {
                 return Ok(Some(frame));
             }
             if self.rd.read_buf(&mut self.buf).await? == 0 {
-                return if self.buf.is_empty() { Ok(None) } else { Err(ConnError::Truncated) };
+                return if self.buf.is_empty() {
+                    Ok(None)
+                } else {
+                    Err(ConnError::Truncated)
+                };
             }
         }
     }
@@ -79,11 +83,22 @@ fn put_frame(out: &mut BytesMut, body: impl FnOnce(&mut BytesMut)) {
 
 fn put_outbound(out: &mut BytesMut, msg: &Outbound) {
     match msg {
-        Outbound::Reply { xid, zxid, err, response } => put_frame(out, |b| {
-            let header = ReplyHeader { xid: *xid, zxid: *zxid, err: *err };
+        Outbound::Reply {
+            xid,
+            zxid,
+            err,
+            response,
+        } => put_frame(out, |b| {
+            let header = ReplyHeader {
+                xid: *xid,
+                zxid: *zxid,
+                err: *err,
+            };
             protocol::encode_reply(&header, response.as_ref(), b)
         }),
-        Outbound::Notification(event) => put_frame(out, |b| protocol::encode_notification(event, b)),
+        Outbound::Notification(event) => {
+            put_frame(out, |b| protocol::encode_notification(event, b))
+        }
         Outbound::Close => {}
     }
 }
@@ -97,7 +112,11 @@ pub async fn serve(
     limits: Arc<Limits>,
 ) -> Result<(), ConnError> {
     let (rd, mut wr) = socket.into_split();
-    let mut reader = FrameReader { rd, buf: BytesMut::with_capacity(4096), max: limits.max_frame };
+    let mut reader = FrameReader {
+        rd,
+        buf: BytesMut::with_capacity(4096),
+        max: limits.max_frame,
+    };
     let first = match tokio::time::timeout(limits.connect_timeout, reader.next()).await {
         Ok(r) => r?,
         Err(_) => return Err(ConnError::ConnectTimeout(limits.connect_timeout)),
@@ -111,23 +130,46 @@ pub async fn serve(
     let (session, passwd, op) = if connect.session_id == 0 {
         let id = node.new_session_id();
         let passwd = node.password(id);
-        let op = Op::CreateSession { timeout_ms: timeout, passwd: passwd.clone(), client_ip };
+        let op = Op::CreateSession {
+            timeout_ms: timeout,
+            passwd: passwd.clone(),
+            client_ip,
+        };
         (id, passwd, op)
     } else {
-        let op = Op::ReconnectSession { passwd: connect.passwd.clone(), client_ip };
+        let op = Op::ReconnectSession {
+            passwd: connect.passwd.clone(),
+            client_ip,
+        };
         (connect.session_id, connect.passwd.clone(), op)
     };
-    if let Some(old) = node.attach(session, Route { conn: slot.id, tx: tx.clone() }) {
+    if let Some(old) = node.attach(
+        session,
+        Route {
+            conn: slot.id,
+            tx: tx.clone(),
+        },
+    ) {
         if old.conn != slot.id {
             let _ = old.tx.send(Outbound::Close);
         }
     }
-    node.submit(&Command { session, xid: CONNECT_XID, time_ms: 0, op }).await?;
+    node.submit(&Command {
+        session,
+        xid: CONNECT_XID,
+        time_ms: 0,
+        op,
+    })
+    .await?;
 
     let mut early = Vec::new();
     let err = loop {
         match rx.recv().await {
-            Some(Outbound::Reply { xid: CONNECT_XID, err, .. }) => break err,
+            Some(Outbound::Reply {
+                xid: CONNECT_XID,
+                err,
+                ..
+            }) => break err,
             Some(n @ Outbound::Notification(_)) => early.push(n),
             Some(Outbound::Reply { .. }) => {}
             Some(Outbound::Close) | None => {
@@ -152,9 +194,15 @@ pub async fn serve(
         let _ = wr.shutdown().await;
         return Err(ConnError::SessionExpired(session));
     }
-    node.sessions().set_timeout(session, timeout, Instant::now());
-    let accepted =
-        ConnectResponse { protocol_version: 0, timeout, session_id: session, passwd, read_only };
+    node.sessions()
+        .set_timeout(session, timeout, Instant::now());
+    let accepted = ConnectResponse {
+        protocol_version: 0,
+        timeout,
+        session_id: session,
+        passwd,
+        read_only,
+    };
     put_frame(&mut out, |b| accepted.encode(b));
     for n in &early {
         put_outbound(&mut out, n);
@@ -162,21 +210,29 @@ pub async fn serve(
     wr.write_all(&out).await?;
     tracing::debug!(client = %addr, session = format_args!("{session:#x}"), timeout, "session established");
 
-    let permits = Arc::new(Semaphore::new(limits.max_outstanding));
+    let max_outstanding = limits.max_outstanding.min(Semaphore::MAX_PERMITS) as u32;
+    let permits = Arc::new(Semaphore::new(max_outstanding as usize));
     let mut writer = tokio::spawn(write_loop(wr, rx, permits.clone()));
     let ended = tokio::select! {
-        r = read_loop(&mut reader, session, &node, &tx, &permits) => r,
+        r = read_loop(&mut reader, session, &node, &tx, &permits, max_outstanding) => r,
         _ = &mut writer => Ok(Ended::WriterDone),
     };
     if matches!(ended, Ok(Ended::Closing)) {
         // The node answers the closeSession and then closes the route; wait for that.
-        if tokio::time::timeout(CLOSE_GRACE, &mut writer).await.is_err() {
+        if tokio::time::timeout(CLOSE_GRACE, &mut writer)
+            .await
+            .is_err()
+        {
             writer.abort();
         }
     }
     node.detach(session, slot.id);
     drop(tx);
-    if !writer.is_finished() && tokio::time::timeout(CLOSE_GRACE, &mut writer).await.is_err() {
+    if !writer.is_finished()
+        && tokio::time::timeout(CLOSE_GRACE, &mut writer)
+            .await
+            .is_err()
+    {
         writer.abort();
     }
     ended.map(|_| ())
@@ -198,10 +254,31 @@ async fn read_loop(
     node: &Node,
     tx: &mpsc::UnboundedSender<Outbound>,
     permits: &Arc<Semaphore>,
+    max_outstanding: u32,
 ) -> Result<Ended, ConnError> {
     while let Some(frame) = reader.next().await? {
         node.sessions().touch(session, Instant::now());
-        let (header, request) = protocol::decode_request(&frame)?;
+        let (header, rest) = protocol::decode_request_header(&frame)?;
+        let request = match protocol::decode_request_body(header, rest) {
+            Ok(r) => r,
+            Err(e) => {
+                // ZooKeeper answers an unknown opcode with Unimplemented and closes the connection,
+                // and a malformed body of a known one with MarshallingError, keeping the session.
+                let unknown = matches!(e, protocol::DecodeError::UnknownOpCode { .. });
+                tracing::info!(xid = header.xid, op = header.op, error = %e, "bad request");
+                let err = if unknown {
+                    ErrorCode::Unimplemented
+                } else {
+                    ErrorCode::MarshallingError
+                };
+                answer_in_order(tx, permits, max_outstanding, header.xid, err).await;
+                if unknown {
+                    let _ = tx.send(Outbound::Close);
+                    return Ok(Ended::WriterDone);
+                }
+                continue;
+            }
+        };
         let op = match request {
             Request::Ping => {
                 let pong = Outbound::Reply {
@@ -215,20 +292,60 @@ async fn read_loop(
                 }
                 continue;
             }
-            Request::Auth(auth) => Op::AddAuth { scheme: auth.scheme, auth: auth.auth },
+            Request::Auth(auth) => Op::AddAuth {
+                scheme: auth.scheme,
+                auth: auth.auth,
+            },
             Request::CloseSession => {
-                let close = Command { session, xid: header.xid, time_ms: 0, op: Op::CloseSession };
+                let close = Command {
+                    session,
+                    xid: header.xid,
+                    time_ms: 0,
+                    op: Op::CloseSession,
+                };
                 node.submit(&close).await?;
                 return Ok(Ended::Closing);
             }
             request => {
-                permits.clone().acquire_owned().await.map_err(|_| ConnError::NodeStopped)?.forget();
+                permits
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| ConnError::NodeStopped)?
+                    .forget();
                 Op::Request(request)
             }
         };
-        node.submit(&Command { session, xid: header.xid, time_ms: 0, op }).await?;
+        node.submit(&Command {
+            session,
+            xid: header.xid,
+            time_ms: 0,
+            op,
+        })
+        .await?;
     }
     Ok(Ended::Eof)
+}
+
+/// Sends an error reply of the front end's own after every reply still owed to the client, so
+/// replies stay in xid order: it waits until the writer has taken all outstanding replies.
+async fn answer_in_order(
+    tx: &mpsc::UnboundedSender<Outbound>,
+    permits: &Arc<Semaphore>,
+    max_outstanding: u32,
+    xid: i32,
+    err: ErrorCode,
+) {
+    let Ok(drained) = permits.acquire_many(max_outstanding).await else {
+        return;
+    };
+    let _ = tx.send(Outbound::Reply {
+        xid,
+        zxid: -1,
+        err: err.as_i32(),
+        response: None,
+    });
+    drop(drained);
 }
 
 async fn write_loop(

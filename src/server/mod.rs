@@ -72,11 +72,19 @@ impl Connections {
         }
         *n += 1;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-        Some(Slot { conns: self.clone(), ip, id })
+        Some(Slot {
+            conns: self.clone(),
+            ip,
+            id,
+        })
     }
 
     pub fn count(&self) -> u32 {
-        self.per_ip.lock().expect("connections poisoned").values().sum()
+        self.per_ip
+            .lock()
+            .expect("connections poisoned")
+            .values()
+            .sum()
     }
 }
 

@@ -362,7 +362,7 @@ mod tests {
             acl(1, "sasl", "x"),
         ] {
             assert_eq!(
-                fixup(&[bad.clone()], &ids),
+                fixup(std::slice::from_ref(&bad), &ids),
                 Err(ErrorCode::InvalidAcl),
                 "{bad:?}"
             );
@@ -372,7 +372,7 @@ mod tests {
             acl(1, "ip", "1.2.3.4"),
             acl(1, "ip", "1.2.3.4/0"),
         ] {
-            assert_eq!(fixup(&[good.clone()], &ids), Ok(vec![good]));
+            assert_eq!(fixup(std::slice::from_ref(&good), &ids), Ok(vec![good]));
         }
     }
 

@@ -14,20 +14,27 @@
 //!   (tree, sessions with their auth ids, last zxid); watches are local to a replica and not included.
 //! - [`Zk::is_write`]`(&Op)`: whether the command takes a fresh zxid (ZooKeeper: every txn, failed ones
 //!   included: create*, delete, deleteContainer, setData, setACL, check, multi, reconfig,
-//!   createSession, closeSession). Reads, addauth and reconnects do not.
+//!   createSession, closeSession, and the node's own [`Op::DeleteContainer`]). Reads, addauth and
+//!   reconnects do not.
 //! - [`Zk::apply`]`(zxid, &Command) -> Applied`: `zxid` is the executor's new zxid for a write and the
 //!   last zxid for anything else. [`Applied`] holds the reply error code and body exactly as ZooKeeper
 //!   puts them on the wire (no body when `err != Ok`, except a multi, whose header says Ok and whose
 //!   per-op results carry the error), and the watch notifications the command triggered, already
 //!   matched to sessions, in the order ZooKeeper sends them (to be delivered before the reply).
 //! - [`Zk::sessions`], [`Zk::last_zxid`], [`Zk::expired_containers_and_ttls`] (what ZooKeeper's
-//!   `ContainerManager` would delete: order each as a `deleteContainer` request), [`Zk::drop_watches`]
+//!   `ContainerManager` would delete: order each as an [`Op::DeleteContainer`]), [`Zk::drop_watches`]
 //!   (local: a connection is gone).
 //!
 //! # Differences from ZooKeeper by design
 //! - Children and getEphemerals lists are sorted (ZooKeeper returns Java `HashSet` order).
 //! - Sessions are table entries here; auth ids belong to the session and are reset to the client's
 //!   `ip` id by a reconnect (in ZooKeeper they belong to the connection, and clients resend addauth).
+//! - A lone `check` (opcode 13) answers the node's stat; ZooKeeper 3.8 fails to serialize its reply.
+//! - addWatch answers `Response::Empty`; ZooKeeper's body is an `ErrorResponse(0)` (4 zero bytes),
+//!   which the encoder has to write.
+//! - Quota stats nodes are kept up to date as `DataTree` does, but not recomputed on restore
+//!   (ZooKeeper recounts on load), so a restored replica never diverges from one that did not.
+//! - Watch events are filtered by the node's READ ACL, as ZooKeeper does since 3.8.4.
 
 mod acl;
 mod path;
@@ -83,7 +90,8 @@ pub struct Command {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
-    /// A new session with the front end's id. Its auth ids start as `ip:<client_ip>`.
+    /// A new session with the front end's id (an id already in the table is left as it is). Its auth
+    /// ids start as `ip:<client_ip>`.
     CreateSession {
         timeout_ms: i32,
         passwd: Vec<u8>,
@@ -92,12 +100,18 @@ pub enum Op {
     /// `Ok` if the session exists and the password matches, else `SessionExpired`. Resets the auth ids
     /// to `ip:<client_ip>` and drops the session's watches (they belonged to the old connection).
     ReconnectSession { passwd: Vec<u8>, client_ip: String },
-    /// Close or expiry: deletes the session's ephemerals (firing their watches), then the session.
+    /// Close or expiry: deletes the session's ephemerals (firing their watches, the closing session's
+    /// own included), then the session and its watches.
     CloseSession,
     /// addauth: `digest` adds `digest:user:base64(sha1(user:password))` (and `super` on a superDigest
     /// match), `ip` adds the client address; any other scheme answers `AuthFailed`.
     AddAuth { scheme: String, auth: Vec<u8> },
-    /// Any other client request.
+    /// The node's own deletion of a [`Zk::expired_containers_and_ttls`] candidate (ZooKeeper's
+    /// `ContainerManager`): no session or ACL check; refuses a node with children (`NotEmpty`) or a
+    /// session ephemeral (`BadVersion`), and deletes anything else.
+    DeleteContainer { path: String },
+    /// Any other client request. A client's own deleteContainer (opcode 20) answers `BadArguments`,
+    /// as in ZooKeeper, whose Prep reads the request header bytes as part of that path.
     Request(Request),
 }
 
@@ -208,7 +222,7 @@ impl Zk {
     /// Whether `op` takes a new zxid.
     pub fn is_write(op: &Op) -> bool {
         match op {
-            Op::CreateSession { .. } | Op::CloseSession => true,
+            Op::CreateSession { .. } | Op::CloseSession | Op::DeleteContainer { .. } => true,
             Op::ReconnectSession { .. } | Op::AddAuth { .. } => false,
             Op::Request(r) => matches!(
                 r,
@@ -274,7 +288,9 @@ impl Zk {
                 continue;
             }
             let never_used = self.opts.container_max_never_used_ms;
-            if n.stat.cversion > 0 || (never_used != 0 && now_ms - n.stat.mtime > never_used) {
+            if n.stat.cversion > 0
+                || (never_used != 0 && now_ms.wrapping_sub(n.stat.mtime) > never_used)
+            {
                 out.insert(p.clone());
             }
         }
@@ -287,7 +303,7 @@ impl Zk {
                 continue;
             }
             let ttl = tree::ttl_of(n.stat.ephemeral_owner);
-            if ttl != 0 && now_ms - n.stat.mtime > ttl {
+            if ttl != 0 && now_ms.wrapping_sub(n.stat.mtime) > ttl {
                 out.insert(p.clone());
             }
         }
@@ -321,7 +337,20 @@ impl Zk {
             }
             Op::CloseSession => split(self.close_session(&caller, &mut notes)),
             Op::AddAuth { scheme, auth } => split(self.add_auth(cmd.session, scheme, auth)),
-            Op::Request(r) => split(self.request(&caller, r, &mut notes)),
+            Op::DeleteContainer { path } => {
+                let mut changes = Vec::new();
+                let reply = self.delete_container(&caller, path, &mut changes);
+                self.fire(changes, &mut notes);
+                split(reply.map(|()| Response::Empty))
+            }
+            Op::Request(r) => match (r, self.request(&caller, r, &mut notes)) {
+                // A write inside multiRead: the error, then an empty result list.
+                (Request::MultiRead(_), Err(ErrorCode::MarshallingError)) => (
+                    ErrorCode::MarshallingError,
+                    Some(Response::Multi(Vec::new())),
+                ),
+                (_, reply) => split(reply),
+            },
         };
         if Self::is_write(&cmd.op) && zxid > self.last_zxid {
             self.last_zxid = zxid;
@@ -398,9 +427,7 @@ impl Zk {
             Request::Delete(d) => self
                 .delete(c, &d.path, d.version, None, &mut changes)
                 .map(|()| Response::Empty),
-            Request::DeleteContainer(d) => self
-                .delete_container(c, &d.path, &mut changes)
-                .map(|()| Response::Empty),
+            Request::DeleteContainer(_) => Err(ErrorCode::BadArguments),
             Request::SetData(s) => self
                 .set_data(c, &s.path, &s.data, s.version, None, &mut changes)
                 .map(Response::Stat),
@@ -451,7 +478,8 @@ impl Zk {
                 };
                 self.data_watches.add(&a.path, c.session, mode);
                 self.child_watches.add(&a.path, c.session, mode);
-                Response::Empty
+                // FinalRequestProcessor answers addWatch with an ErrorResponse body holding 0.
+                Response::Error { err: 0 }
             }),
             Request::CheckWatches(w) => c.check_session().and_then(|()| {
                 let (data, child) = (&self.data_watches, &self.child_watches);
@@ -632,7 +660,7 @@ impl Zk {
         &mut self,
         c: &Caller,
         path: &str,
-        data: &[u8],
+        data: &Option<Vec<u8>>,
         version: i32,
         undo: Option<&mut Vec<Undo>>,
         changes: &mut Vec<Change>,
@@ -647,7 +675,7 @@ impl Zk {
         let acl = node.acl.clone();
         let stat = self
             .tree
-            .set_data(path, data.to_vec(), new_version, c.zxid, c.time, undo);
+            .set_data(path, data.clone(), new_version, c.zxid, c.time, undo);
         changes.push(Change::DataChanged {
             path: path.to_string(),
             acl,
@@ -703,13 +731,10 @@ impl Zk {
             let u = Some(&mut undo);
             let r = match op {
                 MultiOp::Create { op, req } => {
-                    self.create(c, *op, req, u, changes).map(|(path, stat)| {
-                        if *op == OpCode::Create {
-                            MultiResult::Create { path }
-                        } else {
-                            MultiResult::Create2 { path, stat }
-                        }
-                    })
+                    // ZooKeeper 3.8.0 answers every create inside a multi, create2 included, with
+                    // the path only (ZOOKEEPER-4026).
+                    self.create(c, *op, req, u, changes)
+                        .map(|(path, _)| MultiResult::Create { path })
                 }
                 MultiOp::Delete(d) => self
                     .delete(c, &d.path, d.version, u, changes)
@@ -771,9 +796,7 @@ impl Zk {
         if path.contains('\0') {
             return Err(ErrorCode::BadArguments);
         }
-        if let Some(n) = self.tree.get(path) {
-            acl::check(&n.acl, perms::READ, &c.auth)?;
-        }
+        // FinalRequestProcessor does not check exists against the ACL.
         if watch {
             self.data_watches.add(path, c.session, Mode::Standard);
         }
@@ -795,7 +818,7 @@ impl Zk {
         c: &Caller,
         path: &str,
         watch: bool,
-    ) -> Result<(Vec<u8>, Stat), ErrorCode> {
+    ) -> Result<(Option<Vec<u8>>, Stat), ErrorCode> {
         let n = self.readable(c, path)?;
         let out = (n.data.clone(), n.client_stat(self.tree.extended()));
         if watch {

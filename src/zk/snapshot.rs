@@ -41,7 +41,7 @@ struct SnapStat {
 #[derive(Serialize, Deserialize)]
 struct SnapNode {
     path: String,
-    data: Vec<u8>,
+    data: Option<Vec<u8>>,
     /// (perms, scheme, id)
     acl: Vec<(i32, String, String)>,
     stat: SnapStat,

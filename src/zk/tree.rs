@@ -93,13 +93,19 @@ impl StatPersisted {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {
-    pub data: Vec<u8>,
+    /// `None` is the null buffer a client may send (zkCli's `create /x`); ZooKeeper keeps it apart
+    /// from an empty value and returns it as null.
+    pub data: Option<Vec<u8>>,
     pub acl: Vec<Acl>,
     pub stat: StatPersisted,
     pub children: BTreeSet<String>,
 }
 
 impl Node {
+    pub fn data_len(&self) -> i64 {
+        self.data.as_ref().map_or(0, |d| d.len() as i64)
+    }
+
     /// `DataNode.copyStat`: the client's view (cversion translated, container and TTL owners shown as 0).
     pub fn client_stat(&self, extended: bool) -> Stat {
         let s = &self.stat;
@@ -117,7 +123,7 @@ impl Node {
             cversion: s.cversion.wrapping_mul(2).wrapping_sub(num_children),
             aversion: s.aversion,
             ephemeral_owner: owner,
-            data_length: self.data.len() as i32,
+            data_length: self.data_len() as i32,
             num_children,
             pzxid: s.pzxid,
         }
@@ -140,8 +146,17 @@ pub enum Undo {
     },
     DataSet {
         path: String,
-        data: Vec<u8>,
+        data: Option<Vec<u8>>,
         stat: StatPersisted,
+    },
+    /// A quota stats node's data before the server rewrote it.
+    QuotaData {
+        path: String,
+        data: Option<Vec<u8>>,
+    },
+    QuotaMark {
+        key: String,
+        was: bool,
     },
 }
 
@@ -153,19 +168,99 @@ pub struct Tree {
     ephemerals: BTreeMap<SessionId, BTreeSet<String>>,
     containers: BTreeSet<String>,
     ttls: BTreeSet<String>,
+    /// Paths with a quota (`PathTrie` of `DataTree`): `/a/b` for every
+    /// `/zookeeper/quota/a/b/zookeeper_limits`, normalised to its non-blank segments.
+    quotas: BTreeSet<String>,
     extended: bool,
 }
 
 pub const ZOOKEEPER: &str = "/zookeeper";
 pub const QUOTA: &str = "/zookeeper/quota";
 pub const CONFIG: &str = "/zookeeper/config";
+/// `Quotas.limitNode` and `Quotas.statNode`.
+pub const QUOTA_LIMITS: &str = "zookeeper_limits";
+pub const QUOTA_STATS: &str = "zookeeper_stats";
+
+/// `PathTrie.split`: the segments of a path that are not blank after Java's `trim`.
+fn quota_segments(path: &str) -> Vec<&str> {
+    path.split('/')
+        .filter(|s| !s.trim_matches(|c: char| c <= ' ').is_empty())
+        .collect()
+}
+
+fn quota_key(path: &str) -> String {
+    format!("/{}", quota_segments(path).join("/"))
+}
+
+/// `StatsTrack`: `key=value` pairs separated by `,` or `;`; a missing key reads as -1.
+#[derive(Debug, Default)]
+struct StatsTrack {
+    stats: BTreeMap<String, i64>,
+}
+
+impl StatsTrack {
+    /// `None` where ZooKeeper's parser throws.
+    fn parse(data: &[u8]) -> Option<StatsTrack> {
+        let text = String::from_utf8_lossy(data);
+        let mut track = StatsTrack::default();
+        if text.is_empty() {
+            return Some(track);
+        }
+        // Java's Pattern("[,;]+").split: a leading separator yields one empty pair (which fails
+        // below), runs of separators count once, trailing ones are dropped.
+        let mut pairs: Vec<&str> = text.split([',', ';']).collect();
+        while pairs.last() == Some(&"") {
+            pairs.pop();
+        }
+        for (i, pair) in pairs.into_iter().enumerate() {
+            if pair.is_empty() && i > 0 {
+                continue;
+            }
+            let mut kv: Vec<&str> = pair.split('=').collect();
+            while kv.last() == Some(&"") {
+                kv.pop();
+            }
+            let key = kv.first()?;
+            let value = kv.get(1)?;
+            let value = if value.is_empty() { "-1" } else { value };
+            track.stats.insert(key.to_string(), value.parse().ok()?);
+        }
+        Some(track)
+    }
+
+    fn get(&self, key: &str) -> i64 {
+        self.stats.get(key).copied().unwrap_or(-1)
+    }
+
+    fn add(&mut self, key: &str, diff: i64) {
+        let v = self.get(key).wrapping_add(diff);
+        self.stats.insert(key.to_string(), v);
+    }
+
+    /// `StatsTrack.toString`: count and bytes first, then `=` and `;key=value` for the rest, sorted.
+    fn to_bytes(&self) -> Vec<u8> {
+        let mut out = format!("count={},bytes={}", self.get("count"), self.get("bytes"));
+        let rest: Vec<_> = self
+            .stats
+            .iter()
+            .filter(|(k, _)| *k != "count" && *k != "bytes")
+            .collect();
+        if !rest.is_empty() {
+            out.push('=');
+            for (k, v) in rest {
+                out.push_str(&format!(";{k}={v}"));
+            }
+        }
+        out.into_bytes()
+    }
+}
 
 impl Tree {
     /// A fresh tree as ZooKeeper 3.8 starts: `/`, `/zookeeper`, `/zookeeper/quota` and
     /// `/zookeeper/config` (read-only for the world, aversion -1), all other stats zero.
     pub fn new(extended: bool) -> Tree {
         let node = |acl: Vec<Acl>| Node {
-            data: Vec::new(),
+            data: Some(Vec::new()),
             acl,
             stat: StatPersisted::default(),
             children: BTreeSet::new(),
@@ -187,6 +282,7 @@ impl Tree {
             ephemerals: BTreeMap::new(),
             containers: BTreeSet::new(),
             ttls: BTreeSet::new(),
+            quotas: BTreeSet::new(),
             extended,
         }
     }
@@ -294,7 +390,7 @@ impl Tree {
     pub fn create(
         &mut self,
         path: &str,
-        data: Vec<u8>,
+        data: Option<Vec<u8>>,
         acl: Vec<Acl>,
         owner: i64,
         zxid: Zxid,
@@ -322,13 +418,23 @@ impl Tree {
         let previous = self.nodes.insert(path.to_string(), node);
         assert!(previous.is_none(), "Prep checked {path} is absent");
         self.index(path, owner);
-        if let Some(undo) = undo {
-            undo.push(Undo::Created {
+        let mut undo = undo;
+        if let Some(u) = undo.as_deref_mut() {
+            u.push(Undo::Created {
                 path: path.to_string(),
-                parent: parent_key,
+                parent: parent_key.clone(),
                 parent_stat,
             });
         }
+        if let Some(quota_of) = parent_key.strip_prefix(QUOTA) {
+            match path::name(path) {
+                QUOTA_LIMITS => self.mark_quota(quota_of, true, undo.as_deref_mut()),
+                QUOTA_STATS => self.recount_quota(quota_of, undo.as_deref_mut()),
+                _ => {}
+            }
+        }
+        let bytes = self.nodes[path].data_len();
+        self.track_quota(path, bytes, 1, undo);
     }
 
     /// `DataTree.deleteNode` for a delete Prep has validated: `path` exists and has no children.
@@ -350,14 +456,21 @@ impl Tree {
             .expect("Prep checked the node exists");
         debug_assert!(node.children.is_empty());
         self.unindex(path, node.stat.ephemeral_owner);
-        if let Some(undo) = undo {
-            undo.push(Undo::Deleted {
+        let mut undo = undo;
+        if let Some(u) = undo.as_deref_mut() {
+            u.push(Undo::Deleted {
                 path: path.to_string(),
-                parent: parent_key,
+                parent: parent_key.clone(),
                 node: node.clone(),
                 parent_stat,
             });
         }
+        if let Some(quota_of) = parent_key.strip_prefix(QUOTA) {
+            if path::name(path) == QUOTA_LIMITS {
+                self.mark_quota(quota_of, false, undo.as_deref_mut());
+            }
+        }
+        self.track_quota(path, -node.data_len(), -1, undo);
         node
     }
 
@@ -365,7 +478,7 @@ impl Tree {
     pub fn set_data(
         &mut self,
         path: &str,
-        data: Vec<u8>,
+        data: Option<Vec<u8>>,
         version: i32,
         zxid: Zxid,
         time: i64,
@@ -382,14 +495,109 @@ impl Tree {
         node.stat.mzxid = zxid;
         node.stat.version = version;
         let stat = node.client_stat(extended);
-        if let Some(undo) = undo {
-            undo.push(Undo::DataSet {
+        let diff = node.data_len() - old.as_ref().map_or(0, |d| d.len() as i64);
+        let mut undo = undo;
+        if let Some(u) = undo.as_deref_mut() {
+            u.push(Undo::DataSet {
                 path: path.to_string(),
                 data: old,
                 stat: old_stat,
             });
         }
+        self.track_quota(path, diff, 0, undo);
         stat
+    }
+
+    /// `PathTrie.addPath`/`deletePath` for the quota of `path` (`trimQuotaPath` of a limits node's
+    /// parent). ZooKeeper fails on an empty path; it is ignored here.
+    fn mark_quota(&mut self, path: &str, mark: bool, undo: Option<&mut Vec<Undo>>) {
+        if path.is_empty() {
+            return;
+        }
+        let key = quota_key(path);
+        let was = self.quotas.contains(&key);
+        if mark {
+            self.quotas.insert(key.clone());
+        } else {
+            self.quotas.remove(&key);
+        }
+        if let (Some(u), true) = (undo, was != mark) {
+            u.push(Undo::QuotaMark { key, was });
+        }
+    }
+
+    /// `DataTree.getMaxPrefixWithQuota`: the deepest quota path containing `path`, never `/`.
+    fn quota_prefix(&self, path: &str) -> Option<String> {
+        if self.quotas.is_empty() {
+            return None;
+        }
+        let parts = quota_segments(path);
+        (1..=parts.len())
+            .rev()
+            .map(|k| format!("/{}", parts[..k].join("/")))
+            .find(|p| self.quotas.contains(p))
+    }
+
+    /// `DataTree.updateQuotaStat`: adds to the count and bytes in the stats node of the quota that
+    /// covers `path`. Stats data ZooKeeper could not parse is left alone.
+    fn track_quota(&mut self, path: &str, bytes: i64, count: i64, undo: Option<&mut Vec<Undo>>) {
+        let Some(prefix) = self.quota_prefix(path) else {
+            return;
+        };
+        let stats_path = format!("{QUOTA}{prefix}/{QUOTA_STATS}");
+        let Some(node) = self.nodes.get_mut(&stats_path) else {
+            return;
+        };
+        let Some(mut track) = StatsTrack::parse(node.data.as_deref().unwrap_or_default()) else {
+            return;
+        };
+        track.add("count", count);
+        track.add("bytes", bytes);
+        let old = std::mem::replace(&mut node.data, Some(track.to_bytes()));
+        if let Some(u) = undo {
+            u.push(Undo::QuotaData {
+                path: stats_path,
+                data: old,
+            });
+        }
+    }
+
+    /// `DataTree.updateQuotaForPath`: recounts the subtree at `path` (itself included) into its
+    /// stats node.
+    fn recount_quota(&mut self, path: &str, undo: Option<&mut Vec<Undo>>) {
+        let (count, bytes) = match self.get(path) {
+            None => (0, 0),
+            Some(_) if path::key(path) == "/" => (
+                self.nodes.len() as i64,
+                self.nodes.values().map(Node::data_len).sum(),
+            ),
+            Some(n) => {
+                let prefix = format!("{path}/");
+                self.nodes
+                    .range::<str, _>((
+                        std::ops::Bound::Included(prefix.as_str()),
+                        std::ops::Bound::Unbounded,
+                    ))
+                    .take_while(|(k, _)| k.starts_with(&prefix))
+                    .fold((1, n.data_len()), |(c, b), (_, d)| {
+                        (c + 1, b + d.data_len())
+                    })
+            }
+        };
+        let stats_path = format!("{QUOTA}{path}/{QUOTA_STATS}");
+        let Some(node) = self.nodes.get_mut(&stats_path) else {
+            return;
+        };
+        let mut track = StatsTrack::default();
+        track.stats.insert("count".to_string(), count);
+        track.stats.insert("bytes".to_string(), bytes);
+        let old = std::mem::replace(&mut node.data, Some(track.to_bytes()));
+        if let Some(u) = undo {
+            u.push(Undo::QuotaData {
+                path: stats_path,
+                data: old,
+            });
+        }
     }
 
     /// `DataTree.setACL` with the aversion Prep computed.
@@ -436,6 +644,16 @@ impl Tree {
                     n.data = data;
                     n.stat = stat;
                 }
+                Undo::QuotaData { path, data } => {
+                    self.nodes.get_mut(&path).expect("stats node present").data = data;
+                }
+                Undo::QuotaMark { key, was } => {
+                    if was {
+                        self.quotas.insert(key);
+                    } else {
+                        self.quotas.remove(&key);
+                    }
+                }
             }
         }
     }
@@ -451,6 +669,7 @@ impl Tree {
             ephemerals: BTreeMap::new(),
             containers: BTreeSet::new(),
             ttls: BTreeSet::new(),
+            quotas: BTreeSet::new(),
             extended,
         };
         if !tree.nodes.contains_key("/") {
@@ -476,7 +695,67 @@ impl Tree {
                 None => return Err(format!("{p} has no parent")),
             }
             tree.index(&p, owner);
+            // Quota marks are rebuilt; the stats nodes keep their replicated data (ZooKeeper
+            // recomputes them on load, which could make a restored replica diverge).
+            if path::name(&p) == QUOTA_LIMITS && parent.starts_with(QUOTA) {
+                let marked = parent[QUOTA.len()..].to_string();
+                tree.mark_quota(&marked, true, None);
+            }
         }
         Ok(tree)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(t: &StatsTrack) -> String {
+        String::from_utf8(t.to_bytes()).unwrap()
+    }
+
+    #[test]
+    fn stats_track_reads_and_writes_like_zookeeper() {
+        let limits = "count=10,bytes=-1=;byteHardLimit=-1;countHardLimit=-1";
+        assert_eq!(text(&StatsTrack::parse(limits.as_bytes()).unwrap()), limits);
+        assert_eq!(
+            text(&StatsTrack::parse(b"count=2,bytes=6").unwrap()),
+            "count=2,bytes=6"
+        );
+        assert_eq!(text(&StatsTrack::parse(b"").unwrap()), "count=-1,bytes=-1");
+        assert_eq!(
+            text(&StatsTrack::parse(b"count==5;;bytes=1,").unwrap()),
+            "count=-1,bytes=1"
+        );
+        for bad in [&b",count=1"[..], b"count", b"count=x"] {
+            assert!(StatsTrack::parse(bad).is_none(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn quota_keys_drop_blank_segments() {
+        assert_eq!(quota_key("/a/ /b"), "/a/b");
+        assert_eq!(quota_key("a"), "/a");
+        assert_eq!(quota_key("/"), "/");
+    }
+
+    #[test]
+    fn ephemeral_types() {
+        assert_eq!(EphemeralType::of(0, true), EphemeralType::Void);
+        assert_eq!(
+            EphemeralType::of(CONTAINER_OWNER, false),
+            EphemeralType::Container
+        );
+        let ttl = ttl_owner(1000).unwrap();
+        assert_eq!(EphemeralType::of(ttl, true), EphemeralType::Ttl);
+        assert_eq!(EphemeralType::of(ttl, false), EphemeralType::Normal);
+        assert_eq!(ttl_of(ttl), 1000);
+        assert_eq!(ttl_owner(0), None);
+        assert_eq!(ttl_owner(TTL_MAX + 1), None);
+        assert_eq!(TTL_MAX, 0xff_ffff_ffff);
+        assert_eq!(
+            EphemeralType::of(0x0100_0000_0000_0001, true),
+            EphemeralType::Normal
+        );
     }
 }

@@ -139,10 +139,9 @@ impl Manager {
             let mut consumed = Vec::new();
             for &s in sessions {
                 match self.mode(s, local) {
+                    Mode::PersistentRecursive if ty == EventType::NodeChildrenChanged => {}
                     Mode::PersistentRecursive => {
-                        if ty != EventType::NodeChildrenChanged {
-                            matched.insert(s);
-                        }
+                        matched.insert(s);
                     }
                     mode if level == 0 => {
                         matched.insert(s);

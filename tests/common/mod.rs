@@ -197,7 +197,10 @@ impl Server {
             .arg("--data-dir")
             .arg(self.data_dir())
             .arg("--tick-time")
-            .arg(self.options.tick_time_ms.to_string());
+            .arg(self.options.tick_time_ms.to_string())
+            // As the reference ZooKeeper: empty containers and expired TTL nodes go within 200 ms.
+            .arg("-D")
+            .arg("znode.container.checkIntervalMs=200");
         if let Some(n) = self.options.max_client_cnxns {
             cmd.arg("--max-client-cnxns").arg(n.to_string());
         }
@@ -210,8 +213,8 @@ impl Server {
             ));
         }
         cmd.env(
-            "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            "VOLERY_LOG",
+            std::env::var("VOLERY_LOG").unwrap_or_else(|_| "info".into()),
         );
         cmd
     }

@@ -1,0 +1,708 @@
+//! The tokio driver of one local Paxos group with one acceptor (a single node, no network yet).
+//!
+//! One task owns the acceptor, the coordinator and the learner. Commands arrive through a bounded
+//! queue ([`GroupHandle::submit`]); decided batches leave through a bounded channel of
+//! [`Delivered`], in instance order. Votes reach RocksDB through one synced write at a time: while
+//! it runs on a blocking thread, new commands accumulate into the next batches and their votes
+//! into the next write (group commit: one fsync per write, never one per command). A batch is
+//! delivered only after the write holding its vote returned.
+//!
+//! Recovery: [`start`] loads the acceptor's votes, runs Phase 1 over every instance after the
+//! caller's checkpoint position, re-delivers the decided ones and numbers new batches after the
+//! highest instance on disk. [`GroupHandle::trim`] forgets instances a checkpoint covers.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use storage::{CheckpointDb, Storage, StoreError};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::store::RocksVoteStore;
+use crate::multicast::{
+    self, Acceptor, Coordinator, CoordinatorConfig, CoordinatorOptions, Envelope, GroupId,
+    Instance, Learner, NodeId, Outputs, PaxosMsg, VoteStore, VoteWrite,
+};
+
+/// Default capacity of the submit queue, in commands.
+pub const DEFAULT_SUBMIT_CAPACITY: usize = 8192;
+/// Default capacity of the delivery channel, in batches.
+pub const DEFAULT_DELIVERY_CAPACITY: usize = 1024;
+/// Default tick: the coordinator's batch delay and retries count in these.
+pub const DEFAULT_TICK: Duration = Duration::from_millis(1);
+
+/// Options of a local group.
+#[derive(Clone, Debug)]
+pub struct GroupOptions {
+    pub group: GroupId,
+    /// This node's id (acceptor and coordinator).
+    pub node: NodeId,
+    /// Commands [`GroupHandle::submit`] may queue before it waits (back-pressure).
+    pub submit_capacity: usize,
+    /// Batches waiting for the consumer before the driver stops taking commands.
+    pub delivery_capacity: usize,
+    /// Length of one coordinator tick.
+    pub tick: Duration,
+    pub coordinator: CoordinatorOptions,
+}
+
+impl Default for GroupOptions {
+    /// One group, node 1, no skips (with a single group no merging learner waits on it).
+    fn default() -> GroupOptions {
+        GroupOptions {
+            group: 0,
+            node: 1,
+            submit_capacity: DEFAULT_SUBMIT_CAPACITY,
+            delivery_capacity: DEFAULT_DELIVERY_CAPACITY,
+            tick: DEFAULT_TICK,
+            coordinator: CoordinatorOptions {
+                skip_after_ticks: None,
+                ..CoordinatorOptions::default()
+            },
+        }
+    }
+}
+
+/// One decided instance, delivered in instance order (consecutive, starting after the position
+/// given to [`start`]). Its vote is durable. `commands` is empty for a skip.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivered {
+    pub instance: Instance,
+    /// Stamped by the coordinator: strictly increasing for batches it closes.
+    pub time_ms: u64,
+    pub commands: Vec<Bytes>,
+}
+
+/// Errors of the group driver.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GroupError {
+    /// The group stopped (shut down, or its consumer dropped the delivery receiver).
+    #[error("group stopped")]
+    Closed,
+    /// The vote store failed; the group stopped because its votes may not be durable.
+    #[error("vote store failed: {0}")]
+    Store(#[from] StoreError),
+    /// The checkpoint position is older than the oldest instance kept on disk.
+    #[error("checkpoint at instance {after} is older than the trimmed log (first kept {low})")]
+    CheckpointBehindTrim { after: Instance, low: Instance },
+    /// Trim asked to forget instances not delivered yet.
+    #[error("cannot trim up to {up_to}: delivered only through {delivered}")]
+    TrimBeyondDelivered {
+        up_to: Instance,
+        delivered: Instance,
+    },
+    /// Options or positions the consensus core rejects.
+    #[error(transparent)]
+    Multicast(#[from] multicast::Error),
+    /// The blocking writer thread panicked.
+    #[error("vote writer failed: {0}")]
+    Writer(String),
+}
+
+enum Control {
+    Trim {
+        up_to: Instance,
+        done: oneshot::Sender<Result<(), GroupError>>,
+    },
+    Shutdown,
+}
+
+/// Submits commands to the group and controls it. Cheap to clone.
+#[derive(Clone)]
+pub struct GroupHandle {
+    submit: mpsc::Sender<Bytes>,
+    control: mpsc::Sender<Control>,
+    checkpoints: CheckpointDb,
+    fault: Arc<OnceLock<StoreError>>,
+}
+
+impl GroupHandle {
+    /// Queues a command; waits while the queue is full. `Ok` means queued, not yet decided: the
+    /// command appears in a [`Delivered`] once its batch is durable.
+    pub async fn submit(&self, cmd: Bytes) -> Result<(), GroupError> {
+        self.submit
+            .send(cmd)
+            .await
+            .map_err(|_| self.stopped_error())
+    }
+
+    /// Forgets every instance <= `up_to` (call after a checkpoint at `up_to` is saved). Returns once
+    /// the trim is durable. `up_to` must have been delivered.
+    pub async fn trim(&self, up_to: Instance) -> Result<(), GroupError> {
+        let (done, wait) = oneshot::channel();
+        self.control
+            .send(Control::Trim { up_to, done })
+            .await
+            .map_err(|_| self.stopped_error())?;
+        wait.await.map_err(|_| self.stopped_error())?
+    }
+
+    /// Stops taking commands; commands already queued are still ordered and delivered, then the
+    /// delivery channel closes and the task ends.
+    pub async fn shutdown(&self) {
+        let _ = self.control.send(Control::Shutdown).await;
+    }
+
+    /// The checkpoint store of the same RocksDB instance.
+    pub fn checkpoints(&self) -> &CheckpointDb {
+        &self.checkpoints
+    }
+
+    fn stopped_error(&self) -> GroupError {
+        match self.fault.get() {
+            Some(e) => GroupError::Store(e.clone()),
+            None => GroupError::Closed,
+        }
+    }
+}
+
+/// A running group.
+pub struct Group {
+    pub handle: GroupHandle,
+    /// Decided batches in instance order; closes when the group stops.
+    pub deliveries: mpsc::Receiver<Delivered>,
+    /// The driver task; ends with the reason the group stopped.
+    pub task: JoinHandle<Result<(), GroupError>>,
+}
+
+/// Starts the group over `storage`: loads its votes, re-delivers decided instances after
+/// `after` (the instance of the caller's last checkpoint, 0 for none), then orders new commands.
+pub async fn start(
+    storage: &Storage,
+    options: GroupOptions,
+    after: Instance,
+) -> Result<Group, GroupError> {
+    options.coordinator.validate()?;
+    let group = options.group;
+    let node = options.node;
+    let store = RocksVoteStore::new(storage.votes());
+    let (store, state) = tokio::task::spawn_blocking(move || {
+        let state = store.load(group);
+        (store, state)
+    })
+    .await
+    .map_err(|e| GroupError::Writer(e.to_string()))?;
+    let state = state?;
+    if state.low > after + 1 {
+        return Err(GroupError::CheckpointBehindTrim {
+            after,
+            low: state.low,
+        });
+    }
+    let time_floor_ms = state
+        .accepted
+        .values()
+        .map(|(_, v)| v.time_ms)
+        .max()
+        .unwrap_or(0);
+    let min_round = state.promised.round + 1;
+    tracing::info!(
+        group,
+        after,
+        low = state.low,
+        highest = ?state.accepted.keys().next_back(),
+        "group starting"
+    );
+    let acceptor = Acceptor::new(node, group, state);
+    let coordinator = Coordinator::new(CoordinatorConfig {
+        id: node,
+        group,
+        acceptors: vec![node],
+        learners: vec![],
+        first_instance: after + 1,
+        min_round,
+        time_floor_ms,
+        options: options.coordinator.clone(),
+    })?;
+    let learner = Learner::new(&[(group, after + 1)], 1)?;
+    let (submit_tx, submit_rx) = mpsc::channel(options.submit_capacity.max(1));
+    let (control_tx, control_rx) = mpsc::channel(16);
+    let (deliver_tx, deliver_rx) = mpsc::channel(options.delivery_capacity.max(1));
+    let fault = Arc::new(OnceLock::new());
+    let driver = Driver {
+        options,
+        acceptor,
+        coordinator,
+        learner,
+        store: Some(store),
+        pending_votes: Vec::new(),
+        pending_after: Vec::new(),
+        pending_acks: Vec::new(),
+        writing_after: Vec::new(),
+        writing_acks: Vec::new(),
+        ready: VecDeque::new(),
+        fault: fault.clone(),
+    };
+    let task = tokio::spawn(driver.run(submit_rx, control_rx, deliver_tx));
+    Ok(Group {
+        handle: GroupHandle {
+            submit: submit_tx,
+            control: control_tx,
+            checkpoints: storage.checkpoints(),
+            fault,
+        },
+        deliveries: deliver_rx,
+        task,
+    })
+}
+
+type Ack = oneshot::Sender<Result<(), GroupError>>;
+type WriteTask = JoinHandle<(RocksVoteStore, Result<(), StoreError>)>;
+
+/// Invariant: at most one vote write runs; `store` is `None` exactly while it runs. Messages in
+/// `pending_after` wait for `pending_votes` (and the running write); those in `writing_after`
+/// wait for the running write only.
+struct Driver {
+    options: GroupOptions,
+    acceptor: Acceptor,
+    coordinator: Coordinator,
+    learner: Learner,
+    store: Option<RocksVoteStore>,
+    pending_votes: Vec<VoteWrite>,
+    pending_after: Vec<Envelope>,
+    pending_acks: Vec<Ack>,
+    writing_after: Vec<Envelope>,
+    writing_acks: Vec<Ack>,
+    ready: VecDeque<Delivered>,
+    fault: Arc<OnceLock<StoreError>>,
+}
+
+fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+async fn wait_write(
+    w: &mut Option<WriteTask>,
+) -> Result<(RocksVoteStore, Result<(), StoreError>), tokio::task::JoinError> {
+    match w {
+        Some(handle) => handle.await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Driver {
+    async fn run(
+        mut self,
+        mut submit_rx: mpsc::Receiver<Bytes>,
+        mut control_rx: mpsc::Receiver<Control>,
+        deliver_tx: mpsc::Sender<Delivered>,
+    ) -> Result<(), GroupError> {
+        let mut ticker = tokio::time::interval(self.options.tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut writing: Option<WriteTask> = None;
+        let mut submit_open = true;
+        let mut control_open = true;
+        let out = self.coordinator.start();
+        self.handle(out, writing.is_some());
+        loop {
+            if writing.is_none() {
+                writing = self.start_write();
+            }
+            if !submit_open
+                && writing.is_none()
+                && self.coordinator.is_idle()
+                && self.pending_votes.is_empty()
+                && self.ready.is_empty()
+            {
+                break;
+            }
+            let room = submit_open
+                && self.coordinator.has_room()
+                && self.ready.len() < self.options.delivery_capacity;
+            tokio::select! {
+                biased;
+                res = wait_write(&mut writing), if writing.is_some() => {
+                    writing = None;
+                    match res {
+                        Ok((store, Ok(()))) => {
+                            self.store = Some(store);
+                            for ack in self.writing_acks.drain(..) {
+                                let _ = ack.send(Ok(()));
+                            }
+                            let after = std::mem::take(&mut self.writing_after);
+                            self.handle(Outputs { send: after, ..Outputs::default() }, false);
+                        }
+                        Ok((_, Err(e))) => {
+                            tracing::error!(group = self.options.group, error = %e, "vote write failed; stopping the group");
+                            let _ = self.fault.set(e.clone());
+                            for ack in self.writing_acks.drain(..).chain(self.pending_acks.drain(..)) {
+                                let _ = ack.send(Err(GroupError::Store(e.clone())));
+                            }
+                            return Err(GroupError::Store(e));
+                        }
+                        Err(e) => return Err(GroupError::Writer(e.to_string())),
+                    }
+                }
+                permit = deliver_tx.reserve(), if !self.ready.is_empty() => {
+                    let Ok(permit) = permit else {
+                        tracing::info!(group = self.options.group, "delivery receiver dropped; stopping");
+                        return Err(GroupError::Closed);
+                    };
+                    permit.send(self.ready.pop_front().expect("ready is not empty"));
+                    while !self.ready.is_empty() {
+                        match deliver_tx.try_reserve() {
+                            Ok(p) => p.send(self.ready.pop_front().expect("ready is not empty")),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                ctl = control_rx.recv(), if control_open => match ctl {
+                    None => control_open = false,
+                    Some(Control::Shutdown) => submit_rx.close(),
+                    Some(Control::Trim { up_to, done }) => self.trim(up_to, done, writing.is_some()),
+                },
+                cmd = submit_rx.recv(), if room => match cmd {
+                    None => submit_open = false,
+                    Some(cmd) => {
+                        let room = self.options.coordinator.max_pending_commands
+                            .saturating_sub(self.coordinator.pending_len() + 1);
+                        let mut cmds = vec![cmd];
+                        while cmds.len() <= room {
+                            match submit_rx.try_recv() {
+                                Ok(c) => cmds.push(c),
+                                Err(_) => break,
+                            }
+                        }
+                        let out = self.coordinator.propose_all(cmds, wall_ms());
+                        self.handle(out, writing.is_some());
+                    }
+                },
+                _ = ticker.tick() => {
+                    let out = self.coordinator.tick(wall_ms());
+                    self.handle(out, writing.is_some());
+                }
+            }
+        }
+        tracing::info!(group = self.options.group, "group stopped");
+        Ok(())
+    }
+
+    /// Routes outputs between the local roles until nothing local is left to step.
+    fn handle(&mut self, out: Outputs, write_running: bool) {
+        let mut queue = VecDeque::new();
+        self.absorb(out, &mut queue, write_running);
+        while let Some(env) = queue.pop_front() {
+            let node = self.options.node;
+            let out = match env.msg {
+                m @ (PaxosMsg::Prepare { .. } | PaxosMsg::Accept { .. }) => {
+                    self.acceptor.step(node, m)
+                }
+                m @ (PaxosMsg::Promise { .. }
+                | PaxosMsg::Accepted { .. }
+                | PaxosMsg::Nack { .. }) => self.coordinator.step(node, m, wall_ms()),
+                PaxosMsg::Decision { .. } => Outputs::default(),
+            };
+            self.absorb(out, &mut queue, write_running);
+        }
+    }
+
+    fn absorb(&mut self, out: Outputs, queue: &mut VecDeque<Envelope>, write_running: bool) {
+        queue.extend(out.send);
+        self.pending_votes.extend(out.persist);
+        if self.pending_votes.is_empty() && !write_running {
+            // Every vote produced so far is durable.
+            queue.extend(out.send_after_persist);
+        } else {
+            self.pending_after.extend(out.send_after_persist);
+        }
+        for d in out.decided {
+            for del in self.learner.on_decided(d.group, d.instance, d.value) {
+                self.ready.push_back(Delivered {
+                    instance: del.instance,
+                    time_ms: del.value.time_ms,
+                    commands: del.value.commands.to_vec(),
+                });
+            }
+        }
+    }
+
+    /// Starts one synced write with every vote waiting, if there are any.
+    fn start_write(&mut self) -> Option<WriteTask> {
+        if self.pending_votes.is_empty() {
+            return None;
+        }
+        let mut store = self
+            .store
+            .take()
+            .expect("store is here while no write runs");
+        let votes = std::mem::take(&mut self.pending_votes);
+        self.writing_after = std::mem::take(&mut self.pending_after);
+        self.writing_acks = std::mem::take(&mut self.pending_acks);
+        Some(tokio::task::spawn_blocking(move || {
+            let result = store.write(&votes);
+            (store, result)
+        }))
+    }
+
+    fn trim(&mut self, up_to: Instance, done: Ack, write_running: bool) {
+        let next = self
+            .learner
+            .next_instance(self.options.group)
+            .expect("the learner follows this group");
+        if up_to >= next {
+            let _ = done.send(Err(GroupError::TrimBeyondDelivered {
+                up_to,
+                delivered: next - 1,
+            }));
+            return;
+        }
+        let out = self.acceptor.trim(up_to + 1);
+        if out.persist.is_empty() {
+            let _ = done.send(Ok(()));
+            return;
+        }
+        self.pending_acks.push(done);
+        self.handle(out, write_running);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+    use std::time::Instant;
+
+    async fn collect(rx: &mut mpsc::Receiver<Delivered>, commands: usize) -> Vec<Delivered> {
+        let mut out = Vec::new();
+        let mut seen = 0;
+        while seen < commands {
+            let d = tokio::time::timeout(Duration::from_secs(20), rx.recv())
+                .await
+                .expect("deliveries stalled")
+                .expect("group stopped early");
+            seen += d.commands.len();
+            out.push(d);
+        }
+        out
+    }
+
+    fn check_consecutive(ds: &[Delivered], first: Instance) {
+        for (k, d) in ds.iter().enumerate() {
+            assert_eq!(d.instance, first + k as u64);
+            if k > 0 {
+                assert!(d.time_ms > ds[k - 1].time_ms, "time_ms strictly increases");
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_submitters_get_one_total_order_exactly_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(dir.path()).unwrap();
+        let mut g = start(&storage, GroupOptions::default(), 0).await.unwrap();
+        const SUBMITTERS: usize = 32;
+        const EACH: usize = 1500;
+        let began = Instant::now();
+        let mut tasks = Vec::new();
+        for t in 0..SUBMITTERS {
+            let h = g.handle.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..EACH {
+                    h.submit(Bytes::from(format!("{t}:{i}"))).await.unwrap();
+                }
+            }));
+        }
+        let ds = collect(&mut g.deliveries, SUBMITTERS * EACH).await;
+        let elapsed = began.elapsed();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        check_consecutive(&ds, 1);
+        let mut seen = HashSet::new();
+        let mut last = vec![None::<usize>; SUBMITTERS];
+        for c in ds.iter().flat_map(|d| d.commands.iter()) {
+            let s = std::str::from_utf8(c).unwrap();
+            assert!(seen.insert(s.to_string()), "{s} delivered twice");
+            let (t, i) = s.split_once(':').unwrap();
+            let (t, i): (usize, usize) = (t.parse().unwrap(), i.parse().unwrap());
+            assert!(last[t].is_none_or(|p| p < i), "submitter {t} order kept");
+            last[t] = Some(i);
+        }
+        assert_eq!(seen.len(), SUBMITTERS * EACH);
+        let total = SUBMITTERS * EACH;
+        println!(
+            "group driver: {total} commands from {SUBMITTERS} submitters in {:.3}s = {:.0} commands/s, {} instances (synced writes <= instances)",
+            elapsed.as_secs_f64(),
+            total as f64 / elapsed.as_secs_f64(),
+            ds.len()
+        );
+        assert!(
+            ds.len() < total / 4,
+            "commands share batches: {} instances",
+            ds.len()
+        );
+        g.handle.shutdown().await;
+        assert_eq!(g.task.await.unwrap(), Ok(()));
+    }
+
+    /// Closed loop: each submitter waits for its command's delivery before sending the next, as a
+    /// client with one outstanding request does; every delivered batch costs one synced write.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn closed_loop_submitters_share_fsyncs() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(dir.path()).unwrap();
+        let mut g = start(&storage, GroupOptions::default(), 0).await.unwrap();
+        const SUBMITTERS: usize = 32;
+        const EACH: usize = 100;
+        let mut done_tx = Vec::new();
+        let mut tasks = Vec::new();
+        let began = Instant::now();
+        for t in 0..SUBMITTERS {
+            let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+            done_tx.push(tx);
+            let h = g.handle.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..EACH {
+                    h.submit(Bytes::from(format!("{t}:{i}"))).await.unwrap();
+                    rx.recv().await.unwrap();
+                }
+            }));
+        }
+        let mut instances = 0;
+        let mut seen = 0;
+        while seen < SUBMITTERS * EACH {
+            let d = tokio::time::timeout(Duration::from_secs(20), g.deliveries.recv())
+                .await
+                .expect("deliveries stalled")
+                .expect("group stopped early");
+            instances += 1;
+            for c in &d.commands {
+                let t: usize = std::str::from_utf8(c)
+                    .unwrap()
+                    .split(':')
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                done_tx[t].send(()).unwrap();
+                seen += 1;
+            }
+        }
+        let elapsed = began.elapsed();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        println!(
+            "group driver closed loop: {seen} commands, {SUBMITTERS} submitters, {:.3}s = {:.0} commands/s, {instances} instances, {:.2} ms per instance",
+            elapsed.as_secs_f64(),
+            seen as f64 / elapsed.as_secs_f64(),
+            elapsed.as_secs_f64() * 1000.0 / instances as f64
+        );
+        assert!(instances < seen, "concurrent commands share batches");
+        g.handle.shutdown().await;
+        while g.deliveries.recv().await.is_some() {}
+        assert_eq!(g.task.await.unwrap(), Ok(()));
+    }
+
+    async fn run_and_stop(
+        dir: &std::path::Path,
+        after: Instance,
+        cmds: &[&str],
+    ) -> (Vec<Delivered>, Vec<Delivered>) {
+        let storage = Storage::open(dir).unwrap();
+        let mut g = start(&storage, GroupOptions::default(), after)
+            .await
+            .unwrap();
+        // Re-deliveries come first; wait until the group is quiet to split them from new ones.
+        let mut old = Vec::new();
+        while let Ok(Some(d)) =
+            tokio::time::timeout(Duration::from_millis(300), g.deliveries.recv()).await
+        {
+            old.push(d);
+        }
+        for c in cmds {
+            g.handle.submit(Bytes::from(c.to_string())).await.unwrap();
+        }
+        let new = collect(&mut g.deliveries, cmds.len()).await;
+        g.handle.shutdown().await;
+        while g.deliveries.recv().await.is_some() {}
+        assert_eq!(g.task.await.unwrap(), Ok(()));
+        (old, new)
+    }
+
+    fn commands(ds: &[Delivered]) -> Vec<String> {
+        ds.iter()
+            .flat_map(|d| d.commands.iter())
+            .map(|c| String::from_utf8(c.to_vec()).unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn restart_redelivers_after_checkpoint_and_numbering_continues() {
+        let dir = tempfile::tempdir().unwrap();
+        let first: Vec<String> = (0..40).map(|i| format!("a{i}")).collect();
+        let first_refs: Vec<&str> = first.iter().map(String::as_str).collect();
+        let (old, run1) = run_and_stop(dir.path(), 0, &first_refs).await;
+        assert!(old.is_empty());
+        check_consecutive(&run1, 1);
+        assert_eq!(commands(&run1), first);
+        let last = run1.last().unwrap().instance;
+        // Restart as if a checkpoint covered instance 1..=k.
+        let k = run1[run1.len() / 2].instance;
+        let (old, run2) = run_and_stop(dir.path(), k, &["b0", "b1"]).await;
+        assert_eq!(
+            old,
+            run1[(k as usize)..].to_vec(),
+            "exactly the decided ones after {k}"
+        );
+        assert_eq!(run2[0].instance, last + 1, "numbering continues");
+        assert!(run2[0].time_ms > run1.last().unwrap().time_ms);
+        assert_eq!(commands(&run2), vec!["b0", "b1"]);
+        // From scratch: everything comes back, both runs in order.
+        let (old, _) = run_and_stop(dir.path(), 0, &[]).await;
+        let mut all = commands(&run1);
+        all.extend(commands(&run2));
+        assert_eq!(commands(&old), all);
+    }
+
+    #[tokio::test]
+    async fn trim_forgets_checkpointed_instances() {
+        let dir = tempfile::tempdir().unwrap();
+        let last;
+        {
+            let storage = Storage::open(dir.path()).unwrap();
+            let mut g = start(&storage, GroupOptions::default(), 0).await.unwrap();
+            for i in 0..10 {
+                g.handle.submit(Bytes::from(format!("c{i}"))).await.unwrap();
+                collect(&mut g.deliveries, 1).await;
+            }
+            let next = g.handle.trim(1000).await;
+            assert_eq!(
+                next,
+                Err(GroupError::TrimBeyondDelivered {
+                    up_to: 1000,
+                    delivered: 10
+                })
+            );
+            g.handle.checkpoints().save(&[6], b"tree").unwrap();
+            g.handle.trim(6).await.unwrap();
+            last = 10;
+            g.handle.shutdown().await;
+            while g.deliveries.recv().await.is_some() {}
+            g.task.await.unwrap().unwrap();
+        }
+        let storage = Storage::open(dir.path()).unwrap();
+        let cp = storage.checkpoints().load_latest().unwrap().unwrap();
+        assert_eq!(cp.position, vec![6]);
+        match start(&storage, GroupOptions::default(), 3).await {
+            Err(e) => assert_eq!(e, GroupError::CheckpointBehindTrim { after: 3, low: 7 }),
+            Ok(_) => panic!("a checkpoint older than the trim must be refused"),
+        }
+        let mut g = start(&storage, GroupOptions::default(), 6).await.unwrap();
+        let old = collect(&mut g.deliveries, 4).await;
+        assert_eq!(
+            old.iter().map(|d| d.instance).collect::<Vec<_>>(),
+            vec![7, 8, 9, 10]
+        );
+        g.handle.submit(Bytes::from_static(b"next")).await.unwrap();
+        let new = collect(&mut g.deliveries, 1).await;
+        assert_eq!(new[0].instance, last + 1);
+        g.handle.shutdown().await;
+        while g.deliveries.recv().await.is_some() {}
+        g.task.await.unwrap().unwrap();
+    }
+}
