@@ -10,6 +10,7 @@
 #   --sweep LIST      session counts of the throughput-vs-clients sweep (default 1,4,16,32,64)
 #   --quick           1s warm-up, 3s windows, sweep 1,8,32 (a smoke test)
 #   --out DIR         results folder (default compat/bench/results)
+#   --note TEXT       a line added to the report (e.g. how the binary was built)
 #
 # Targets: zk1 = ZooKeeper standalone, zk3 = 3-server ensemble on 127.0.0.1 (forceSync on),
 # volery1 = Volery standalone. Loads: setData 1 KB and getData 1 KB, 32 sessions x 25 outstanding,
@@ -24,8 +25,9 @@ JAVA_OPTS=(-Xms512m -Xmx1g -Dzookeeper.admin.enableServer=false)
 
 VOLERY="" BENCH="" TARGETS="zk1,zk3,volery1" WARMUP=2s DURATION=8s SWEEP="1,4,16,32,64"
 OUT="$HERE/results"
+NOTES=()
 COMMAND="compat/bench/run.sh $*"
-usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --volery) VOLERY="${2:-}"; shift 2 || usage ;;
@@ -36,6 +38,7 @@ while [ $# -gt 0 ]; do
     --sweep) SWEEP="${2:-}"; shift 2 || usage ;;
     --quick) WARMUP=1s; DURATION=3s; SWEEP="1,8,32"; shift ;;
     --out) OUT="${2:-}"; shift 2 || usage ;;
+    --note) NOTES+=(--note "${2:-}"); shift 2 || usage ;;
     -h|--help) usage ;;
     *) echo "bench: unknown argument $1" >&2; usage ;;
   esac
@@ -178,5 +181,6 @@ REV="$(git -C "$HERE" rev-parse --short HEAD 2>/dev/null || echo '?')"
 "${PY[@]}" summarize "$OUT/raw" "$OUT" --command "$COMMAND" \
   --note "Apache ZooKeeper $ZKVER (Debian), JVM ${JAVA_OPTS[*]}, forceSync=yes, maxClientCnxns=0" \
   --note "Volery at $REV: $VOLERY; load generator: $BENCH" \
-  --note "Each run: warm-up $WARMUP, measured window $DURATION; the servers and the load generator share the machine's CPUs."
+  --note "Each run: warm-up $WARMUP, measured window $DURATION; the servers and the load generator share the machine's CPUs." \
+  "${NOTES[@]}"
 echo "bench: results in $OUT/README.md" >&2
