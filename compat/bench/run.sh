@@ -27,7 +27,7 @@ VOLERY="" BENCH="" TARGETS="zk1,zk3,volery1" WARMUP=2s DURATION=8s SWEEP="1,4,16
 OUT="$HERE/results"
 NOTES=()
 COMMAND="compat/bench/run.sh $*"
-usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --volery) VOLERY="${2:-}"; shift 2 || usage ;;
