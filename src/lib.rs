@@ -6,6 +6,9 @@
 //! - [`ssmr`]: the S-SMR engine that executes ordered commands on the service.
 //! - [`multicast`]: atomic multicast built from Paxos groups; orders opaque commands.
 //! - [`zk`]: the ZooKeeper service as a deterministic state machine.
+//! - [`bench`]: `volery bench`, a load generator speaking the wire protocol (not a server layer).
+//! - [`client`] and [`shell`]: a ZooKeeper client connection and the zkCli-style `volery shell`.
+pub mod bench;
 pub mod client;
 pub mod config;
 pub mod multicast;
