@@ -1,5 +1,6 @@
 //! The `volery` command line.
 
+use std::io::IsTerminal;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
@@ -23,6 +24,10 @@ struct Cli {
 enum Command {
     /// Serve ZooKeeper clients (standalone: one partition, one replica).
     Start(StartArgs),
+    /// A zkCli.sh look-alike: `volery shell -server host:port[,host:port...] [command args...]`.
+    Shell(volery::shell::ShellArgs),
+    /// Load ZooKeeper-protocol servers: throughput, latency percentiles, server CPU per operation.
+    Bench(volery::bench::BenchArgs),
 }
 
 #[derive(Args)]
@@ -88,14 +93,20 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| EnvFilter::new("warn,volery=info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(volery::shell::normalize_args(std::env::args_os()));
     match cli.command {
         Command::Start(args) => {
             let cfg = args.into_config()?;
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(start(cfg))
         }
+        Command::Shell(args) => {
+            let code = volery::shell::run(args)?;
+            std::process::exit(code);
+        }
+        Command::Bench(args) => Ok(volery::bench::run(args)?),
     }
 }
 

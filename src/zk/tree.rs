@@ -553,7 +553,7 @@ impl Tree {
         };
         track.add("count", count);
         track.add("bytes", bytes);
-        let old = std::mem::replace(&mut node.data, Some(track.to_bytes()));
+        let old = node.data.replace(track.to_bytes());
         if let Some(u) = undo {
             u.push(Undo::QuotaData {
                 path: stats_path,
@@ -591,7 +591,7 @@ impl Tree {
         let mut track = StatsTrack::default();
         track.stats.insert("count".to_string(), count);
         track.stats.insert("bytes".to_string(), bytes);
-        let old = std::mem::replace(&mut node.data, Some(track.to_bytes()));
+        let old = node.data.replace(track.to_bytes());
         if let Some(u) = undo {
             u.push(Undo::QuotaData {
                 path: stats_path,
