@@ -45,7 +45,7 @@ mod watch;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use protocol::{
     perms, Acl, CreateMode, CreateRequest, ErrorCode, EventType, Id, KeeperState, MultiOp,
@@ -935,18 +935,8 @@ impl Zk {
                     parent,
                     parent_acl,
                 } => {
-                    let hit = self.data_watches.trigger(&path, EventType::NodeCreated);
-                    self.deliver(hit.iter(), &acl, EventType::NodeCreated, &path, notes);
-                    let hit = self
-                        .child_watches
-                        .trigger(&parent, EventType::NodeChildrenChanged);
-                    self.deliver(
-                        hit.iter(),
-                        &parent_acl,
-                        EventType::NodeChildrenChanged,
-                        &parent,
-                        notes,
-                    );
+                    self.fire_data(&path, &acl, EventType::NodeCreated, notes);
+                    self.fire_parent(&parent, &parent_acl, notes);
                 }
                 Change::Deleted {
                     path,
@@ -954,33 +944,42 @@ impl Zk {
                     parent,
                     parent_acl,
                 } => {
-                    let data_hit = self.data_watches.trigger(&path, EventType::NodeDeleted);
-                    self.deliver(data_hit.iter(), &acl, EventType::NodeDeleted, &path, notes);
+                    let data_hit = self.fire_data(&path, &acl, EventType::NodeDeleted, notes);
                     let child_hit = self.child_watches.trigger(&path, EventType::NodeDeleted);
-                    self.deliver(
-                        child_hit.difference(&data_hit),
-                        &acl,
-                        EventType::NodeDeleted,
-                        &path,
-                        notes,
-                    );
-                    let hit = self
-                        .child_watches
-                        .trigger(&parent, EventType::NodeChildrenChanged);
-                    self.deliver(
-                        hit.iter(),
-                        &parent_acl,
-                        EventType::NodeChildrenChanged,
-                        &parent,
-                        notes,
-                    );
+                    let child_only = child_hit.difference(&data_hit);
+                    self.deliver(child_only, &acl, EventType::NodeDeleted, &path, notes);
+                    self.fire_parent(&parent, &parent_acl, notes);
                 }
                 Change::DataChanged { path, acl } => {
-                    let hit = self.data_watches.trigger(&path, EventType::NodeDataChanged);
-                    self.deliver(hit.iter(), &acl, EventType::NodeDataChanged, &path, notes);
+                    self.fire_data(&path, &acl, EventType::NodeDataChanged, notes);
                 }
             }
         }
+    }
+
+    /// Fires the data (and exist) watches on `path`; returns the sessions they named.
+    fn fire_data(
+        &mut self,
+        path: &str,
+        acl: &[Acl],
+        ty: EventType,
+        notes: &mut Vec<(SessionId, WatcherEvent)>,
+    ) -> BTreeSet<SessionId> {
+        let hit = self.data_watches.trigger(path, ty);
+        self.deliver(hit.iter(), acl, ty, path, notes);
+        hit
+    }
+
+    /// Fires NodeChildrenChanged on the parent of a created or deleted node.
+    fn fire_parent(
+        &mut self,
+        parent: &str,
+        parent_acl: &[Acl],
+        notes: &mut Vec<(SessionId, WatcherEvent)>,
+    ) {
+        let ty = EventType::NodeChildrenChanged;
+        let hit = self.child_watches.trigger(parent, ty);
+        self.deliver(hit.iter(), parent_acl, ty, parent, notes);
     }
 
     fn deliver<'a>(
