@@ -3,7 +3,8 @@
 //! Layers, from the wire inwards:
 //! - [`server`]: client front end (listener, connections, sessions, watch delivery).
 //! - [`node`]: wires ordering, execution and sessions together; the only layer doing their I/O.
-//! - [`ssmr`]: the S-SMR engine that executes ordered commands on the service.
+//!   Its replica executes ordered commands: the one-partition case of the S-SMR engine, which a
+//!   partitioned `ssmr` module will generalise (oracle, signals, state exchange).
 //! - [`multicast`]: atomic multicast built from Paxos groups; orders opaque commands.
 //! - [`zk`]: the ZooKeeper service as a deterministic state machine.
 //! - [`bench`]: `volery bench`, a load generator speaking the wire protocol (not a server layer).
@@ -15,5 +16,4 @@ pub mod multicast;
 pub mod node;
 pub mod server;
 pub mod shell;
-pub mod ssmr;
 pub mod zk;
