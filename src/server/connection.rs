@@ -345,7 +345,10 @@ async fn answer_in_order(
         err: err.as_i32(),
         response: None,
     });
-    drop(drained);
+    // The writer returns a permit for every reply it takes, this one included: keep one back so
+    // the count stays at `max_outstanding` minus the replies still owed.
+    drained.forget();
+    permits.add_permits(max_outstanding.saturating_sub(1) as usize);
 }
 
 async fn write_loop(
