@@ -122,7 +122,7 @@ pub async fn serve(
         Err(_) => return Err(ConnError::ConnectTimeout(limits.connect_timeout)),
     };
     let Some(first) = first else { return Ok(()) };
-    let connect = protocol::decode_connect_request(&first)?;
+    let connect = ignoring_trailing_bytes(&first, protocol::decode_connect_request)?;
 
     let (tx, mut rx) = mpsc::unbounded_channel();
     let timeout = limits.negotiate_timeout(connect.timeout);
@@ -259,7 +259,9 @@ async fn read_loop(
     while let Some(frame) = reader.next().await? {
         node.sessions().touch(session, Instant::now());
         let (header, rest) = protocol::decode_request_header(&frame)?;
-        let request = match protocol::decode_request_body(header, rest) {
+        let request = match ignoring_trailing_bytes(rest, |b| {
+            protocol::decode_request_body(header, b)
+        }) {
             Ok(r) => r,
             Err(e) => {
                 // ZooKeeper answers an unknown opcode with Unimplemented and closes the connection,
@@ -325,6 +327,20 @@ async fn read_loop(
         .await?;
     }
     Ok(Ended::Eof)
+}
+
+/// Decodes a record as ZooKeeper's jute deserializers do: bytes after the record are ignored, not
+/// an error (a ConnectRequest or request body with extra bytes is accepted).
+fn ignoring_trailing_bytes<T>(
+    body: &[u8],
+    decode: impl Fn(&[u8]) -> Result<T, protocol::DecodeError>,
+) -> Result<T, protocol::DecodeError> {
+    match decode(body) {
+        Err(protocol::DecodeError::TrailingBytes(n)) if n <= body.len() => {
+            decode(&body[..body.len() - n])
+        }
+        r => r,
+    }
 }
 
 /// Sends an error reply of the front end's own after every reply still owed to the client, so
