@@ -176,7 +176,11 @@ async fn lowered_max_buffer_refuses_a_large_set_data() {
             .await;
         assert_eq!(reply.err, err::OK);
         let mut r = Reader::new(&reply.body);
-        assert_eq!(r.buffer(), Some(fits), "the refused setData was not applied");
+        assert_eq!(
+            r.buffer(),
+            Some(fits),
+            "the refused setData was not applied"
+        );
         assert_eq!(r.stat().version, 1);
     })
     .await;
@@ -396,11 +400,7 @@ async fn null_paths_are_marshalling_errors() {
 
         let first = unique_path("null-multi");
         let mut null_create = Jute::new();
-        null_create
-            .i32(-1)
-            .buffer(b"")
-            .acls(raw::OPEN_ACL)
-            .i32(0);
+        null_create.i32(-1).buffer(b"").acls(raw::OPEN_ACL).i32(0);
         let body = raw::multi_body(&[
             (op::CREATE, raw::create_body(&first, b"", 0)),
             (op::CREATE, null_create.0),
@@ -463,7 +463,10 @@ async fn bytes_after_a_record_are_ignored() {
         get.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 0]);
         let reply = conn.request(op::GET_DATA, &get).await;
         assert_eq!(reply.err, err::OK, "getData with trailing bytes");
-        assert_eq!(Reader::new(&reply.body).buffer().as_deref(), Some(&b"t"[..]));
+        assert_eq!(
+            Reader::new(&reply.body).buffer().as_deref(),
+            Some(&b"t"[..])
+        );
         let mut multi = raw::multi_body(&[(op::CHECK, raw::path_version_body(&path, 0))]);
         multi.extend_from_slice(&[7; 11]);
         let reply = conn.request(op::MULTI, &multi).await;
