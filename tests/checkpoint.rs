@@ -263,24 +263,27 @@ fn last_start(server: &Server) -> (u64, Option<u64>) {
     (after, highest)
 }
 
-/// Writes one command more until one is known to lie after the last checkpoint (Volery logs each
-/// checkpoint once it is saved, right after the command that triggered it).
-async fn leave_a_log_tail(server: &Server, conn: &mut RawConn, path: &str) {
-    if server.flavor() != Flavor::Volery {
-        return;
-    }
-    for _ in 0..3 {
+/// Sets `path` (a leaf) until that write is known to lie after the last checkpoint, and returns
+/// its data and Stat. Volery orders reads too, so nothing may be sent after this before the kill;
+/// it logs each checkpoint right after the command that triggered it.
+async fn leave_a_log_tail(server: &Server, conn: &mut RawConn, path: &str) -> (Vec<u8>, Stat) {
+    for round in 0..3 {
         let before = checkpoints_in_log(server);
-        expect_ok(
+        let data = format!("tail {round}").into_bytes();
+        let reply = expect_ok(
             conn,
             op::SET_DATA,
-            &raw::set_data_body(path, b"tail", -1),
+            &raw::set_data_body(path, &data, -1),
             "tail",
         )
         .await;
+        let written = (data, stat_of(&reply));
+        if server.flavor() != Flavor::Volery {
+            return written;
+        }
         tokio::time::sleep(Duration::from_millis(500)).await;
         if checkpoints_in_log(server) == before {
-            return;
+            return written;
         }
     }
     panic!("every write was followed by a checkpoint");
@@ -381,8 +384,10 @@ async fn checkpoint_and_replay_restore_every_acknowledged_write() {
             "writer 1's session lives"
         );
         closing.close_session().await;
-        leave_a_log_tail(&server, &mut resumed, &format!("{base}/w0/n5")).await;
-        let before_second = dump(&mut resumed, &base).await;
+        let mut before_second = dump(&mut resumed, &base).await;
+        let tail = format!("{base}/w0/n5");
+        let written = leave_a_log_tail(&server, &mut resumed, &tail).await;
+        before_second.insert(tail, written);
         for path in &w1.ephemerals {
             assert!(
                 !before_second.contains_key(path),
