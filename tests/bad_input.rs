@@ -163,6 +163,21 @@ async fn lowered_max_buffer_refuses_a_large_set_data() {
             .await;
         assert_eq!(reply.err, err::OK, "a 2 KB setData fits in 4 KB frames");
 
+        // A frame of exactly the limit is accepted.
+        let at_limit = |extra: usize| {
+            let overhead = raw::set_data_body(&path, b"", -1).len() + 8;
+            vec![b'c'; 4096 - overhead + extra]
+        };
+        let exact = at_limit(0);
+        let reply = conn
+            .request(op::SET_DATA, &raw::set_data_body(&path, &exact, -1))
+            .await;
+        assert_eq!(reply.err, err::OK, "a frame of exactly max buffer bytes");
+        let reply = conn
+            .request(op::SET_DATA, &raw::set_data_body(&path, &fits, -1))
+            .await;
+        assert_eq!(reply.err, err::OK);
+
         bystander.send_burst(20).await;
         let too_big = vec![b'b'; 10 * 1024];
         conn.send(op::SET_DATA, &raw::set_data_body(&path, &too_big, -1))
@@ -181,7 +196,14 @@ async fn lowered_max_buffer_refuses_a_large_set_data() {
             Some(fits),
             "the refused setData was not applied"
         );
-        assert_eq!(r.stat().version, 1);
+        assert_eq!(r.stat().version, 3);
+
+        // One byte over the limit closes the connection too.
+        let mut conn = RawConn::connect(&server.addr(), 30_000).await;
+        conn.send(op::SET_DATA, &raw::set_data_body(&path, &at_limit(1), -1))
+            .await;
+        assert_closed_silently(&mut conn, "a frame one byte over max buffer").await;
+        bystander.check().await;
     })
     .await;
 }
