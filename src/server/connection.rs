@@ -259,9 +259,8 @@ async fn read_loop(
     while let Some(frame) = reader.next().await? {
         node.sessions().touch(session, Instant::now());
         let (header, rest) = protocol::decode_request_header(&frame)?;
-        let request = match ignoring_trailing_bytes(rest, |b| {
-            protocol::decode_request_body(header, b)
-        }) {
+        let decoded = ignoring_trailing_bytes(rest, |b| protocol::decode_request_body(header, b));
+        let request = match decoded {
             Ok(r) => r,
             Err(e) => {
                 // ZooKeeper answers an unknown opcode with Unimplemented and closes the connection,
