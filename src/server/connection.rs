@@ -122,7 +122,7 @@ pub async fn serve(
         Err(_) => return Err(ConnError::ConnectTimeout(limits.connect_timeout)),
     };
     let Some(first) = first else { return Ok(()) };
-    let connect = protocol::decode_connect_request(&first)?;
+    let connect = ignoring_trailing_bytes(&first, protocol::decode_connect_request)?;
 
     let (tx, mut rx) = mpsc::unbounded_channel();
     let timeout = limits.negotiate_timeout(connect.timeout);
@@ -259,7 +259,8 @@ async fn read_loop(
     while let Some(frame) = reader.next().await? {
         node.sessions().touch(session, Instant::now());
         let (header, rest) = protocol::decode_request_header(&frame)?;
-        let request = match protocol::decode_request_body(header, rest) {
+        let decoded = ignoring_trailing_bytes(rest, |b| protocol::decode_request_body(header, b));
+        let request = match decoded {
             Ok(r) => r,
             Err(e) => {
                 // ZooKeeper answers an unknown opcode with Unimplemented and closes the connection,
@@ -327,6 +328,20 @@ async fn read_loop(
     Ok(Ended::Eof)
 }
 
+/// Decodes a record as ZooKeeper's jute deserializers do: bytes after the record are ignored, not
+/// an error (a ConnectRequest or request body with extra bytes is accepted).
+fn ignoring_trailing_bytes<T>(
+    body: &[u8],
+    decode: impl Fn(&[u8]) -> Result<T, protocol::DecodeError>,
+) -> Result<T, protocol::DecodeError> {
+    match decode(body) {
+        Err(protocol::DecodeError::TrailingBytes(n)) if n <= body.len() => {
+            decode(&body[..body.len() - n])
+        }
+        r => r,
+    }
+}
+
 /// Sends an error reply of the front end's own after every reply still owed to the client, so
 /// replies stay in xid order: it waits until the writer has taken all outstanding replies.
 async fn answer_in_order(
@@ -345,7 +360,10 @@ async fn answer_in_order(
         err: err.as_i32(),
         response: None,
     });
-    drop(drained);
+    // The writer returns a permit for every reply it takes, this one included: keep one back so
+    // the count stays at `max_outstanding` minus the replies still owed.
+    drained.forget();
+    permits.add_permits(max_outstanding.saturating_sub(1) as usize);
 }
 
 async fn write_loop(

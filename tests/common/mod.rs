@@ -57,6 +57,10 @@ pub struct Options {
     pub super_digest: Option<String>,
     /// maxClientCnxns per client address (0 = unlimited).
     pub max_client_cnxns: Option<u32>,
+    /// `zookeeper.snapCount`: commands between two checkpoints of the tree.
+    pub snap_count: Option<u64>,
+    /// `jute.maxbuffer`: the largest frame a client may send (Volery's `--max-buffer`).
+    pub max_buffer: Option<usize>,
 }
 
 impl Default for Options {
@@ -66,6 +70,8 @@ impl Default for Options {
             extended_types: false,
             super_digest: None,
             max_client_cnxns: None,
+            snap_count: None,
+            max_buffer: None,
         }
     }
 }
@@ -207,6 +213,12 @@ impl Server {
         if self.options.extended_types {
             cmd.arg("-D").arg("zookeeper.extendedTypesEnabled=true");
         }
+        if let Some(n) = self.options.snap_count {
+            cmd.arg("-D").arg(format!("zookeeper.snapCount={n}"));
+        }
+        if let Some(n) = self.options.max_buffer {
+            cmd.arg("--max-buffer").arg(n.to_string());
+        }
         if let Some(digest) = &self.options.super_digest {
             cmd.arg("-D").arg(format!(
                 "zookeeper.DigestAuthenticationProvider.superDigest={digest}"
@@ -245,6 +257,12 @@ impl Server {
         .arg("-Dznode.container.checkIntervalMs=200");
         if self.options.extended_types {
             cmd.arg("-Dzookeeper.extendedTypesEnabled=true");
+        }
+        if let Some(n) = self.options.snap_count {
+            cmd.arg(format!("-Dzookeeper.snapCount={n}"));
+        }
+        if let Some(n) = self.options.max_buffer {
+            cmd.arg(format!("-Djute.maxbuffer={n}"));
         }
         if let Some(digest) = &self.options.super_digest {
             cmd.arg(format!(

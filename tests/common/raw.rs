@@ -33,6 +33,8 @@ pub mod op {
     pub const CREATE_TTL: i32 = 21;
     pub const MULTI_READ: i32 = 22;
     pub const AUTH: i32 = 100;
+    pub const SET_WATCHES: i32 = 101;
+    pub const SET_WATCHES2: i32 = 105;
     pub const GET_EPHEMERALS: i32 = 103;
     pub const GET_ALL_CHILDREN_NUMBER: i32 = 104;
     pub const ADD_WATCH: i32 = 106;
@@ -277,6 +279,16 @@ impl RawConn {
                 Some(_) => {}
             }
         }
+    }
+
+    /// Writes `bytes` as they are: a frame prefix, part of a frame, or garbage.
+    pub async fn write_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.expect("write raw bytes");
+    }
+
+    /// Closes the sending direction only (a TCP half-close); replies can still be read.
+    pub async fn shutdown_write(&mut self) {
+        let _ = self.stream.shutdown().await;
     }
 
     async fn write_frame(&mut self, body: &[u8]) {
@@ -544,4 +556,29 @@ impl<'a> Reader<'a> {
     pub fn rest(&self) -> &'a [u8] {
         self.0
     }
+}
+
+/// Body of setWatches (`persistent` `None`, opcode 101) or setWatches2 (`Some((persistent,
+/// persistent_recursive))`, opcode 105): relativeZxid, then the path lists.
+pub fn set_watches_body(
+    relative_zxid: i64,
+    data: &[&str],
+    exist: &[&str],
+    child: &[&str],
+    persistent: Option<(&[&str], &[&str])>,
+) -> Vec<u8> {
+    let mut j = Jute::new();
+    j.i64(relative_zxid);
+    let mut lists = vec![data, exist, child];
+    if let Some((p, r)) = persistent {
+        lists.push(p);
+        lists.push(r);
+    }
+    for list in lists {
+        j.i32(list.len() as i32);
+        for path in list {
+            j.string(path);
+        }
+    }
+    j.0
 }
