@@ -560,4 +560,152 @@ mod tests {
             })
         );
     }
+
+    const FULL: &str = "\
+# The standard ZooKeeper sample, plus the keys operators set
+tickTime=3000
+initLimit=10
+syncLimit=5
+dataDir=/var/lib/zookeeper
+dataLogDir = /var/log/zookeeper
+clientPort=2182
+clientPortAddress=127.0.0.1
+maxClientCnxns=100
+minSessionTimeout=5000
+autopurge.snapRetainCount=1
+autopurge.purgeInterval=24
+4lw.commands.whitelist=ruok,mntr
+metricsProvider.className=org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider
+metricsProvider.httpHost=127.0.0.1
+metricsProvider.httpPort=7001
+extendedTypesEnabled=true
+DigestAuthenticationProvider.superDigest=super:abc=
+admin.enableServer=false
+server.1=zk1:2888:3888
+server.2=zk2:2888:3888:observer;127.0.0.1:2183
+";
+
+    #[test]
+    fn zoo_cfg_with_every_key() {
+        let (c, warnings) = Config::parse_zoo_cfg(FULL, "zoo.cfg").unwrap();
+        assert_eq!(c.client_addr, "127.0.0.1:2182".parse().unwrap());
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/zookeeper"));
+        assert_eq!(c.data_log_dir, Some(PathBuf::from("/var/log/zookeeper")));
+        assert_eq!((c.tick_time_ms, c.init_limit, c.sync_limit), (3000, 10, 5));
+        assert_eq!(c.max_client_cnxns, 100);
+        assert_eq!(
+            (c.min_session_timeout_ms, c.max_session_timeout_ms),
+            (5000, 60_000),
+            "maxSessionTimeout defaults to 20 ticks"
+        );
+        assert_eq!((c.snap_retain_count, c.purge_interval_hours), (3, 24));
+        assert!(c.four_letter_whitelist.allows("mntr"));
+        assert!(!c.four_letter_whitelist.allows("dump"));
+        assert_eq!(c.metrics_addr, "127.0.0.1:7001".parse().unwrap());
+        assert!(c.extended_types, "unknown keys become zookeeper.<key> properties");
+        assert_eq!(c.super_digest.as_deref(), Some("super:abc="));
+        assert_eq!(c.servers.len(), 2);
+        assert_eq!(c.servers[&2].role, "observer");
+        assert_eq!(c.servers[&2].client, Some("127.0.0.1:2183".parse().unwrap()));
+        assert_eq!(c.servers[&1].host, "zk1");
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].starts_with("zoo.cfg:11: autopurge.snapRetainCount"));
+        assert!(warnings[1].starts_with("zoo.cfg:19: unknown key admin.enableServer"));
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn zoo_cfg_errors_name_key_and_line() {
+        let err = |text: &str| Config::parse_zoo_cfg(text, "z.cfg").unwrap_err().to_string();
+        assert_eq!(
+            err("dataDir=/d\nclientPort=2181\ntickTime=two\n"),
+            "z.cfg:3: invalid value for tickTime: expected milliseconds, got \"two\""
+        );
+        assert_eq!(
+            err("dataDir=/d\n\n# c\nclientPort=99999\n"),
+            "z.cfg:4: invalid value for clientPort: expected a port, got \"99999\""
+        );
+        assert_eq!(
+            err("dataDir=/d\nclientPort=1\nserver.x=a:1:2\n"),
+            "z.cfg:3: invalid value for server.x: expected server.<number>, got \"x\""
+        );
+        assert!(err("dataDir=/d\nclientPort=1\nserver.1=a:1\n").starts_with("z.cfg:3: invalid value for server.1: expected host:quorumPort"));
+        assert_eq!(
+            err("dataDir=/d\nclientPort=1\nextendedTypesEnabled=yes\n"),
+            "z.cfg:3: invalid value for extendedTypesEnabled: expected true or false"
+        );
+        assert_eq!(err("clientPort=2181\n"), "z.cfg: dataDir is not set");
+        assert_eq!(err("dataDir=/d\n"), "z.cfg: clientPort is not set");
+    }
+
+    #[test]
+    fn myid_is_read_from_the_data_dir() {
+        let dir = std::env::temp_dir().join(format!("volery-myid-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = dir.join("zoo.cfg");
+        let text = format!(
+            "dataDir={}\nserver.1=a:1:2\nserver.7=b:1:2;2190\n",
+            dir.display()
+        );
+        std::fs::write(&cfg, &text).unwrap();
+        let missing = Config::from_zoo_cfg(&cfg).unwrap_err();
+        assert!(matches!(missing, ConfigError::MyId { .. }), "{missing}");
+        std::fs::write(dir.join("myid"), "7\n").unwrap();
+        let (c, _) = Config::from_zoo_cfg(&cfg).unwrap();
+        assert_eq!(c.server_id, 7);
+        assert_eq!(c.client_addr.port(), 2190, "the client port of this server's line");
+        std::fs::write(dir.join("myid"), "9").unwrap();
+        assert!(Config::from_zoo_cfg(&cfg).unwrap_err().to_string().contains("no server.9 line"));
+        std::fs::write(dir.join("myid"), "seven").unwrap();
+        assert!(Config::from_zoo_cfg(&cfg).unwrap_err().to_string().contains("invalid myid"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn volery_toml_with_every_setting() {
+        let text = r#"
+client_port = 2300
+client_address = "127.0.0.1"
+data_dir = "/srv/volery"
+data_log_dir = "/srv/volery-log"
+tick_time_ms = 500
+init_limit = 4
+sync_limit = 2
+max_session_timeout_ms = 7000
+max_client_cnxns = 0
+max_buffer = 4096
+max_outstanding = 10
+snap_count = 50
+container_check_interval_ms = 100
+extended_types = true
+super_digest = "super:xyz="
+four_letter_whitelist = ["ruok", "mntr"]
+server_id = 2
+autopurge_snap_retain_count = 4
+autopurge_purge_interval_hours = 1
+
+[metrics]
+host = "127.0.0.1"
+port = 0
+
+[properties]
+"zookeeper.snapCount" = "60"
+"zookeeper.noSuchThing" = "1"
+"#;
+        let (c, warnings) = Config::parse_toml(text, "volery.toml").unwrap();
+        assert_eq!(c.client_addr, "127.0.0.1:2300".parse().unwrap());
+        assert_eq!(c.data_dir, PathBuf::from("/srv/volery"));
+        assert_eq!(
+            (c.tick_time_ms, c.min_session_timeout_ms, c.max_session_timeout_ms),
+            (500, 1000, 7000)
+        );
+        assert_eq!((c.max_client_cnxns, c.max_buffer, c.max_outstanding), (0, 4096, 10));
+        assert_eq!(c.snap_count, 60, "properties come after the settings");
+        assert!(c.extended_types && c.four_letter_whitelist.allows("mntr"));
+        assert_eq!((c.server_id, c.snap_retain_count, c.purge_interval_hours), (2, 4, 1));
+        assert_eq!(c.metrics_addr.port(), 0);
+        assert_eq!(warnings, ["volery.toml: unknown property zookeeper.noSuchThing ignored"]);
+        let err = Config::parse_toml("client_prot = 1\n", "v.toml").unwrap_err().to_string();
+        assert!(err.starts_with("v.toml: ") && err.contains("client_prot") && err.contains("line 1"), "{err}");
+    }
 }
