@@ -176,7 +176,10 @@ fn parse_server_line(value: &str) -> Result<ServerLine, String> {
             "expected host:quorumPort:electionPort[:participant|observer], got {quorum:?}"
         ));
     }
-    let role = parts.get(3).map_or("participant", |r| r.trim()).to_lowercase();
+    let role = parts
+        .get(3)
+        .map_or("participant", |r| r.trim())
+        .to_lowercase();
     if role != "participant" && role != "observer" {
         return Err(format!("unknown server role {role:?}"));
     }
@@ -320,7 +323,10 @@ impl Config {
             }
         }
         if let Some(client) = cfg.servers.get(&cfg.server_id).and_then(|s| s.client) {
-            if !text.lines().any(|l| split_property(l.trim()).0 == "clientPort") {
+            if !text
+                .lines()
+                .any(|l| split_property(l.trim()).0 == "clientPort")
+            {
                 cfg.client_addr = client;
             }
         }
@@ -445,7 +451,8 @@ impl Config {
             cfg.client_addr.set_port(p);
         }
         if let Some(a) = &t.client_address {
-            cfg.client_addr.set_ip(parse_host(a).map_err(|e| bad("client_address", e))?);
+            cfg.client_addr
+                .set_ip(parse_host(a).map_err(|e| bad("client_address", e))?);
         }
         if let Some(d) = t.data_dir {
             cfg.data_dir = d;
@@ -478,7 +485,8 @@ impl Config {
         }
         if let Some(m) = t.metrics {
             if let Some(h) = &m.host {
-                cfg.metrics_addr.set_ip(parse_host(h).map_err(|e| bad("metrics.host", e))?);
+                cfg.metrics_addr
+                    .set_ip(parse_host(h).map_err(|e| bad("metrics.host", e))?);
             }
             if let Some(p) = m.port {
                 cfg.metrics_addr.set_port(p);
@@ -602,11 +610,17 @@ server.2=zk2:2888:3888:observer;127.0.0.1:2183
         assert!(c.four_letter_whitelist.allows("mntr"));
         assert!(!c.four_letter_whitelist.allows("dump"));
         assert_eq!(c.metrics_addr, "127.0.0.1:7001".parse().unwrap());
-        assert!(c.extended_types, "unknown keys become zookeeper.<key> properties");
+        assert!(
+            c.extended_types,
+            "unknown keys become zookeeper.<key> properties"
+        );
         assert_eq!(c.super_digest.as_deref(), Some("super:abc="));
         assert_eq!(c.servers.len(), 2);
         assert_eq!(c.servers[&2].role, "observer");
-        assert_eq!(c.servers[&2].client, Some("127.0.0.1:2183".parse().unwrap()));
+        assert_eq!(
+            c.servers[&2].client,
+            Some("127.0.0.1:2183".parse().unwrap())
+        );
         assert_eq!(c.servers[&1].host, "zk1");
         assert_eq!(warnings.len(), 2, "{warnings:?}");
         assert!(warnings[0].starts_with("zoo.cfg:11: autopurge.snapRetainCount"));
@@ -616,7 +630,11 @@ server.2=zk2:2888:3888:observer;127.0.0.1:2183
 
     #[test]
     fn zoo_cfg_errors_name_key_and_line() {
-        let err = |text: &str| Config::parse_zoo_cfg(text, "z.cfg").unwrap_err().to_string();
+        let err = |text: &str| {
+            Config::parse_zoo_cfg(text, "z.cfg")
+                .unwrap_err()
+                .to_string()
+        };
         assert_eq!(
             err("dataDir=/d\nclientPort=2181\ntickTime=two\n"),
             "z.cfg:3: invalid value for tickTime: expected milliseconds, got \"two\""
@@ -629,7 +647,8 @@ server.2=zk2:2888:3888:observer;127.0.0.1:2183
             err("dataDir=/d\nclientPort=1\nserver.x=a:1:2\n"),
             "z.cfg:3: invalid value for server.x: expected server.<number>, got \"x\""
         );
-        assert!(err("dataDir=/d\nclientPort=1\nserver.1=a:1\n").starts_with("z.cfg:3: invalid value for server.1: expected host:quorumPort"));
+        assert!(err("dataDir=/d\nclientPort=1\nserver.1=a:1\n")
+            .starts_with("z.cfg:3: invalid value for server.1: expected host:quorumPort"));
         assert_eq!(
             err("dataDir=/d\nclientPort=1\nextendedTypesEnabled=yes\n"),
             "z.cfg:3: invalid value for extendedTypesEnabled: expected true or false"
@@ -653,11 +672,21 @@ server.2=zk2:2888:3888:observer;127.0.0.1:2183
         std::fs::write(dir.join("myid"), "7\n").unwrap();
         let (c, _) = Config::from_zoo_cfg(&cfg).unwrap();
         assert_eq!(c.server_id, 7);
-        assert_eq!(c.client_addr.port(), 2190, "the client port of this server's line");
+        assert_eq!(
+            c.client_addr.port(),
+            2190,
+            "the client port of this server's line"
+        );
         std::fs::write(dir.join("myid"), "9").unwrap();
-        assert!(Config::from_zoo_cfg(&cfg).unwrap_err().to_string().contains("no server.9 line"));
+        assert!(Config::from_zoo_cfg(&cfg)
+            .unwrap_err()
+            .to_string()
+            .contains("no server.9 line"));
         std::fs::write(dir.join("myid"), "seven").unwrap();
-        assert!(Config::from_zoo_cfg(&cfg).unwrap_err().to_string().contains("invalid myid"));
+        assert!(Config::from_zoo_cfg(&cfg)
+            .unwrap_err()
+            .to_string()
+            .contains("invalid myid"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -696,16 +725,34 @@ port = 0
         assert_eq!(c.client_addr, "127.0.0.1:2300".parse().unwrap());
         assert_eq!(c.data_dir, PathBuf::from("/srv/volery"));
         assert_eq!(
-            (c.tick_time_ms, c.min_session_timeout_ms, c.max_session_timeout_ms),
+            (
+                c.tick_time_ms,
+                c.min_session_timeout_ms,
+                c.max_session_timeout_ms
+            ),
             (500, 1000, 7000)
         );
-        assert_eq!((c.max_client_cnxns, c.max_buffer, c.max_outstanding), (0, 4096, 10));
+        assert_eq!(
+            (c.max_client_cnxns, c.max_buffer, c.max_outstanding),
+            (0, 4096, 10)
+        );
         assert_eq!(c.snap_count, 60, "properties come after the settings");
         assert!(c.extended_types && c.four_letter_whitelist.allows("mntr"));
-        assert_eq!((c.server_id, c.snap_retain_count, c.purge_interval_hours), (2, 4, 1));
+        assert_eq!(
+            (c.server_id, c.snap_retain_count, c.purge_interval_hours),
+            (2, 4, 1)
+        );
         assert_eq!(c.metrics_addr.port(), 0);
-        assert_eq!(warnings, ["volery.toml: unknown property zookeeper.noSuchThing ignored"]);
-        let err = Config::parse_toml("client_prot = 1\n", "v.toml").unwrap_err().to_string();
-        assert!(err.starts_with("v.toml: ") && err.contains("client_prot") && err.contains("line 1"), "{err}");
+        assert_eq!(
+            warnings,
+            ["volery.toml: unknown property zookeeper.noSuchThing ignored"]
+        );
+        let err = Config::parse_toml("client_prot = 1\n", "v.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("v.toml: ") && err.contains("client_prot") && err.contains("line 1"),
+            "{err}"
+        );
     }
 }

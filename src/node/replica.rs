@@ -12,9 +12,9 @@ use tokio::time::MissedTickBehavior;
 
 use super::group::{Delivered, Group};
 use super::{command, wall_ms, Inspection, Node, NodeError, Outbound, INTERNAL_XID};
-use tokio::sync::mpsc;
 use crate::multicast::Instance;
 use crate::zk::{Command, Op, Zk};
+use tokio::sync::mpsc;
 
 pub struct Replica {
     zk: Zk,
@@ -109,10 +109,10 @@ impl Replica {
             }
         }
         self.since_checkpoint += d.commands.len() as u64;
-        self.node
-            .metrics()
-            .commands_executed
-            .fetch_add(d.commands.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        self.node.metrics().commands_executed.fetch_add(
+            d.commands.len() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     fn execute(&mut self, cmd: &Command) {

@@ -87,7 +87,10 @@ impl SessionTracker {
     /// Every tracked session with its timeout and deadline, by id (for `dump`).
     pub fn list(&self) -> Vec<(SessionId, Duration, Instant)> {
         let s = self.sessions.lock().expect("session tracker poisoned");
-        let mut out: Vec<_> = s.iter().map(|(id, t)| (*id, t.timeout, t.deadline)).collect();
+        let mut out: Vec<_> = s
+            .iter()
+            .map(|(id, t)| (*id, t.timeout, t.deadline))
+            .collect();
         out.sort_unstable_by_key(|e| e.0);
         out
     }

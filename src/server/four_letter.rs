@@ -356,6 +356,9 @@ fn envi() -> String {
         o => o,
     };
     let var = |k: &str| std::env::var(k).unwrap_or_else(|_| "<NA>".to_string());
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| user_name_of_uid().unwrap_or_else(|| "<NA>".to_string()));
     let dir = std::env::current_dir()
         .map(|d| d.display().to_string())
         .unwrap_or_else(|_| "<NA>".to_string());
@@ -366,13 +369,24 @@ fn envi() -> String {
         ("os.name", os.to_string()),
         ("os.arch", arch.to_string()),
         ("os.version", os_version),
-        ("user.name", var("USER")),
+        ("user.name", user),
         ("user.home", var("HOME")),
         ("user.dir", dir),
     ] {
         let _ = writeln!(out, "{k}={v}");
     }
     out
+}
+
+/// This process's user name from /etc/passwd.
+fn user_name_of_uid() -> Option<String> {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() }.to_string();
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.get(2) == Some(&uid.as_str())).then(|| f[0].to_string())
+    })
 }
 
 /// `wchs`, `wchc`, `wchp`: ZooKeeper lists the data (and exists) watches only.
@@ -476,7 +490,10 @@ async fn dump(ctx: &Context) -> String {
             - now.saturating_duration_since(deadline).as_millis() as i64
     };
     let sessions = ctx.node.sessions().list();
-    let deadlines: BTreeMap<i64, i64> = sessions.iter().map(|(id, _, d)| (*id, to_wall(*d))).collect();
+    let deadlines: BTreeMap<i64, i64> = sessions
+        .iter()
+        .map(|(id, _, d)| (*id, to_wall(*d)))
+        .collect();
     let mut out = String::from("SessionTracker dump:\nSession ");
     let entries: Vec<(i64, String)> = sessions
         .iter()
@@ -484,7 +501,11 @@ async fn dump(ctx: &Context) -> String {
         .collect();
     expiry_sets(&mut out, tick, &entries);
     out.push_str("ephemeral nodes dump:\n");
-    let ephemerals = ctx.node.inspect(|zk| zk.ephemerals()).await.unwrap_or_default();
+    let ephemerals = ctx
+        .node
+        .inspect(|zk| zk.ephemerals())
+        .await
+        .unwrap_or_default();
     let _ = writeln!(out, "Sessions with Ephemerals ({}):", ephemerals.len());
     for (s, paths) in ephemerals {
         let _ = writeln!(out, "0x{s:x}:");
@@ -527,7 +548,10 @@ async fn mntr(ctx: &Context) -> String {
     kv("version", version());
     kv("server_state", "standalone".into());
     kv("ephemerals_count", facts.ephemerals.to_string());
-    kv("num_alive_connections", ctx.conns.registry.len().to_string());
+    kv(
+        "num_alive_connections",
+        ctx.conns.registry.len().to_string(),
+    );
     kv("avg_latency", avg);
     kv(
         "outstanding_requests",
@@ -539,7 +563,10 @@ async fn mntr(ctx: &Context) -> String {
         "last_client_response_size",
         s.last_response_size.load(Ordering::Relaxed).to_string(),
     );
-    kv("packets_sent", s.packets_sent.load(Ordering::Relaxed).to_string());
+    kv(
+        "packets_sent",
+        s.packets_sent.load(Ordering::Relaxed).to_string(),
+    );
     kv(
         "packets_received",
         s.packets_received.load(Ordering::Relaxed).to_string(),
@@ -550,7 +577,10 @@ async fn mntr(ctx: &Context) -> String {
     );
     kv("connection_drop_probability", "0.0".into());
     kv("watch_count", facts.watches.to_string());
-    kv("auth_failed_count", s.auth_failed.load(Ordering::Relaxed).to_string());
+    kv(
+        "auth_failed_count",
+        s.auth_failed.load(Ordering::Relaxed).to_string(),
+    );
     kv("min_latency", min.to_string());
     kv("max_file_descriptor_count", max_fds.to_string());
     kv("approximate_data_size", facts.data_size.to_string());
@@ -572,12 +602,20 @@ async fn mntr(ctx: &Context) -> String {
     );
     for (name, h, percentiles) in [
         ("fsynctime", &ctx.node.metrics().fsync, false),
-        ("sync_processor_batch_size", &ctx.node.metrics().fsync_batch, false),
+        (
+            "sync_processor_batch_size",
+            &ctx.node.metrics().fsync_batch,
+            false,
+        ),
         ("readlatency", &s.read_latency, true),
         ("updatelatency", &s.update_latency, true),
     ] {
         // Batch sizes are counts, recorded as "microseconds": no unit conversion for them.
-        let div = if name == "sync_processor_batch_size" { 1 } else { 1000 };
+        let div = if name == "sync_processor_batch_size" {
+            1
+        } else {
+            1000
+        };
         let snap = h.snapshot();
         kv(
             &format!("avg_{name}"),
@@ -613,7 +651,9 @@ pub fn max_fds() -> u64 {
     // SAFETY: getrlimit writes into the struct we own and reads nothing else.
     let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
     if rc == 0 {
-        lim.rlim_cur as u64
+        #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 on every target
+        let cur = lim.rlim_cur as u64;
+        cur
     } else {
         0
     }
@@ -666,6 +706,9 @@ mod tests {
             java_addr(&"127.0.0.1:2181".parse().unwrap()),
             "/127.0.0.1:2181"
         );
-        assert_eq!(java_addr(&"[::1]:80".parse().unwrap()), "/0:0:0:0:0:0:0:1:80");
+        assert_eq!(
+            java_addr(&"[::1]:80".parse().unwrap()),
+            "/0:0:0:0:0:0:0:1:80"
+        );
     }
 }

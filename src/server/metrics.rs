@@ -79,7 +79,14 @@ async fn handle(mut socket: TcpStream, ctx: &Context) -> std::io::Result<()> {
     .await
     .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "request head"))??;
     let Some(head_end) = head_end else {
-        return respond(&mut socket, "400 Bad Request", "text/plain", "bad request\n", true).await;
+        return respond(
+            &mut socket,
+            "400 Bad Request",
+            "text/plain",
+            "bad request\n",
+            true,
+        )
+        .await;
     };
     let head = String::from_utf8_lossy(&buf[..head_end]);
     let mut words = head.lines().next().unwrap_or("").split_whitespace();
@@ -99,7 +106,14 @@ async fn handle(mut socket: TcpStream, ctx: &Context) -> std::io::Result<()> {
             .await
         }
         ("GET" | "HEAD", _) => {
-            respond(&mut socket, "404 Not Found", "text/plain", "not found\n", !head_only).await
+            respond(
+                &mut socket,
+                "404 Not Found",
+                "text/plain",
+                "not found\n",
+                !head_only,
+            )
+            .await
         }
         _ => {
             respond(
@@ -196,7 +210,11 @@ pub async fn render(ctx: &Context) -> String {
     if let Some((nodes, watches, ephemerals, size, _)) = facts {
         w.gauge("znode_count", "Number of znodes", nodes as f64);
         w.gauge("watch_count", "Number of watches", watches as f64);
-        w.gauge("ephemerals_count", "Number of ephemeral nodes", ephemerals as f64);
+        w.gauge(
+            "ephemerals_count",
+            "Number of ephemeral nodes",
+            ephemerals as f64,
+        );
         w.gauge(
             "approximate_data_size",
             "Approximate size of the data tree in bytes (paths and values)",
@@ -223,16 +241,36 @@ pub async fn render(ctx: &Context) -> String {
         "Requests read and not yet answered",
         s.outstanding.load(Ordering::Relaxed).max(0) as f64,
     );
-    w.gauge("avg_latency", "Average request latency in ms", lat.avg_us() / 1000.0);
-    w.gauge("min_latency", "Minimum request latency in ms", (lat.min_us / 1000) as f64);
-    w.gauge("max_latency", "Maximum request latency in ms", (lat.max_us / 1000) as f64);
+    w.gauge(
+        "avg_latency",
+        "Average request latency in ms",
+        lat.avg_us() / 1000.0,
+    );
+    w.gauge(
+        "min_latency",
+        "Minimum request latency in ms",
+        (lat.min_us / 1000) as f64,
+    );
+    w.gauge(
+        "max_latency",
+        "Maximum request latency in ms",
+        (lat.max_us / 1000) as f64,
+    );
     w.gauge(
         "uptime",
         "Milliseconds since the server started",
         s.uptime().as_millis() as f64,
     );
-    w.gauge("open_file_descriptor_count", "Open file descriptors", open_fds() as f64);
-    w.gauge("max_file_descriptor_count", "File descriptor limit", max_fds() as f64);
+    w.gauge(
+        "open_file_descriptor_count",
+        "Open file descriptors",
+        open_fds() as f64,
+    );
+    w.gauge(
+        "max_file_descriptor_count",
+        "File descriptor limit",
+        max_fds() as f64,
+    );
     w.counter(
         "packets_received",
         "Packets received from clients",
@@ -291,10 +329,20 @@ pub async fn render(ctx: &Context) -> String {
     let per_op: Vec<(&str, HistogramSnapshot, u64)> = OPS
         .iter()
         .zip(&s.ops)
-        .map(|((_, name, _), st)| (*name, st.latency.snapshot(), st.errors.load(Ordering::Relaxed)))
+        .map(|((_, name, _), st)| {
+            (
+                *name,
+                st.latency.snapshot(),
+                st.errors.load(Ordering::Relaxed),
+            )
+        })
         .filter(|(_, snap, _)| snap.count > 0)
         .collect();
-    w.header("requests_total", "counter", "Requests answered, by operation");
+    w.header(
+        "requests_total",
+        "counter",
+        "Requests answered, by operation",
+    );
     for (op, snap, _) in &per_op {
         let _ = writeln!(w.out, "requests_total{{op=\"{op}\"}} {}", snap.count);
     }

@@ -52,7 +52,10 @@ impl Limits {
             info: ServerInfo {
                 client_port: cfg.client_addr.port(),
                 data_dir: cfg.data_dir.clone(),
-                data_log_dir: cfg.data_log_dir.clone().unwrap_or_else(|| cfg.data_dir.clone()),
+                data_log_dir: cfg
+                    .data_log_dir
+                    .clone()
+                    .unwrap_or_else(|| cfg.data_dir.clone()),
                 tick_time_ms: cfg.tick_time_ms,
                 max_client_cnxns: cfg.max_client_cnxns,
                 min_session_timeout_ms: cfg.min_session_timeout_ms,
@@ -213,7 +216,11 @@ mod tests {
         assert!(conns.admit(b, 2).is_some());
         assert_eq!(conns.registry.len(), 3);
         drop(s1);
-        assert_eq!(conns.registry.len(), 2, "a closed connection leaves the registry");
+        assert_eq!(
+            conns.registry.len(),
+            2,
+            "a closed connection leaves the registry"
+        );
         assert!(conns.admit(a, 2).is_some());
         assert!(conns.admit(a, 0).is_some(), "0 means unlimited");
     }

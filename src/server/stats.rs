@@ -59,7 +59,10 @@ pub fn op_index(opcode: i32) -> Option<usize> {
 
 /// Whether ZooKeeper counts the operation as an update (a txn) rather than a read.
 pub fn is_update(opcode: i32) -> bool {
-    matches!(opcode, 1 | 2 | 5 | 7 | 13 | 14 | 15 | 16 | 19 | 20 | 21 | -10 | -11)
+    matches!(
+        opcode,
+        1 | 2 | 5 | 7 | 13 | 14 | 15 | 16 | 19 | 20 | 21 | -10 | -11
+    )
 }
 
 /// One operation's count and latency.
