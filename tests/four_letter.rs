@@ -141,7 +141,18 @@ async fn srvr_stat_cons_and_conf() {
             .find(|l| l.contains(&sid))
             .unwrap_or_else(|| panic!("no {sid} in {cons}"));
         assert!(line.starts_with(" /127.0.0.1:"), "{line}");
-        for field in [",lop=", ",est=", ",to=", ",lcxid=0x", ",lzxid=0x", ",lresp=", ",llat=", ",minlat=", ",avglat=", ",maxlat="] {
+        for field in [
+            ",lop=",
+            ",est=",
+            ",to=",
+            ",lcxid=0x",
+            ",lzxid=0x",
+            ",lresp=",
+            ",llat=",
+            ",minlat=",
+            ",avglat=",
+            ",maxlat=",
+        ] {
             assert!(line.contains(field), "{field} missing in {line}");
         }
         assert!(cons.ends_with(")\n\n"), "{cons:?}");
@@ -165,12 +176,21 @@ async fn srvr_stat_cons_and_conf() {
                 "serverId"
             ]
         );
-        assert!(conf.contains(&format!("clientPort={}\n", server.port())), "{conf}");
+        assert!(
+            conf.contains(&format!("clientPort={}\n", server.port())),
+            "{conf}"
+        );
         assert!(conf.contains("\ntickTime=2000\n"), "{conf}");
-        assert!(conf.contains("\nminSessionTimeout=4000\nmaxSessionTimeout=40000\n"), "{conf}");
+        assert!(
+            conf.contains("\nminSessionTimeout=4000\nmaxSessionTimeout=40000\n"),
+            "{conf}"
+        );
 
         let envi = four(&server, "envi").await;
-        assert!(envi.starts_with("Environment:\nzookeeper.version=3.8."), "{envi}");
+        assert!(
+            envi.starts_with("Environment:\nzookeeper.version=3.8."),
+            "{envi}"
+        );
         assert!(envi.contains("\nos.name=Linux\n"), "{envi}");
     })
     .await
@@ -186,7 +206,10 @@ async fn mntr_keys_are_zookeepers_and_values_move() {
         }
         assert_eq!(before["zk_server_state"], "standalone");
         assert!(before["zk_version"].starts_with("3.8."));
-        assert!(before["zk_avg_latency"].contains('.'), "Java prints a double");
+        assert!(
+            before["zk_avg_latency"].contains('.'),
+            "Java prints a double"
+        );
         assert!(num(&before, "zk_open_file_descriptor_count") > 0);
         assert!(num(&before, "zk_max_file_descriptor_count") > 0);
 
@@ -195,13 +218,20 @@ async fn mntr_keys_are_zookeepers_and_values_move() {
         create_persistent(&client, &path, b"abc").await;
         let eph = format!("{path}/e");
         client
-            .create(&eph, b"z", &zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all()))
+            .create(
+                &eph,
+                b"z",
+                &zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all()),
+            )
             .await
             .expect("create ephemeral");
         let (_, _, _watch) = client.get_and_watch_data(&path).await.expect("watch");
 
         let after = mntr_map(&four(&server, "mntr").await);
-        assert_eq!(num(&after, "zk_znode_count"), num(&before, "zk_znode_count") + 2);
+        assert_eq!(
+            num(&after, "zk_znode_count"),
+            num(&before, "zk_znode_count") + 2
+        );
         assert_eq!(num(&after, "zk_ephemerals_count"), 1);
         assert_eq!(num(&after, "zk_watch_count"), 1);
         assert_eq!(num(&after, "zk_global_sessions"), 1);
@@ -229,7 +259,11 @@ async fn watches_and_dump() {
         create_persistent(&client, &path, b"").await;
         let eph = format!("{path}/e");
         client
-            .create(&eph, b"", &zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all()))
+            .create(
+                &eph,
+                b"",
+                &zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all()),
+            )
             .await
             .expect("create ephemeral");
         let (_, _, _w1) = client.get_and_watch_data(&path).await.expect("watch");
@@ -248,7 +282,12 @@ async fn watches_and_dump() {
         lines[1..3].sort();
         assert_eq!(
             lines,
-            [sid.as_str(), &format!("\t{}", paths[0]), &format!("\t{}", paths[1]), ""]
+            [
+                sid.as_str(),
+                &format!("\t{}", paths[0]),
+                &format!("\t{}", paths[1]),
+                ""
+            ]
         );
         assert!(wchc.ends_with("\n\n"), "{wchc:?}");
         let wchp = four(&server, "wchp").await;
@@ -258,7 +297,10 @@ async fn watches_and_dump() {
         assert!(wchp.ends_with("\n\n"));
 
         let dump = four(&server, "dump").await;
-        assert!(dump.starts_with("SessionTracker dump:\nSession Sets ("), "{dump}");
+        assert!(
+            dump.starts_with("SessionTracker dump:\nSession Sets ("),
+            "{dump}"
+        );
         assert!(dump.contains(&format!("\t{sid}\n")), "{dump}");
         assert!(
             dump.contains(&format!(
@@ -266,7 +308,10 @@ async fn watches_and_dump() {
             )),
             "{dump}"
         );
-        assert!(dump.contains("Connections dump:\nConnections Sets ("), "{dump}");
+        assert!(
+            dump.contains("Connections dump:\nConnections Sets ("),
+            "{dump}"
+        );
         assert!(dump.contains(&format!("sessionId: {sid}\n")), "{dump}");
         assert!(dump.contains(" expire at "), "{dump}");
     })
@@ -283,7 +328,12 @@ async fn only_whitelisted_words_run() {
         .await;
         assert_eq!(four(&server, "ruok").await, "imok");
         assert!(four(&server, "conf").await.starts_with("clientPort="));
-        assert!(four(&server, "srvr").await.starts_with("Zookeeper version: "), "srvr is always on");
+        assert!(
+            four(&server, "srvr")
+                .await
+                .starts_with("Zookeeper version: "),
+            "srvr is always on"
+        );
         for word in ["mntr", "stat", "dump", "wchc", "envi", "isro"] {
             assert_eq!(
                 four(&server, word).await,

@@ -36,7 +36,10 @@ fn samples(body: &str) -> BTreeMap<String, f64> {
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .map(|l| {
             let (k, v) = l.rsplit_once(' ').expect("name value");
-            (k.to_string(), v.parse().unwrap_or_else(|_| panic!("bad value in {l}")))
+            (
+                k.to_string(),
+                v.parse().unwrap_or_else(|_| panic!("bad value in {l}")),
+            )
         })
         .collect()
 }
@@ -86,7 +89,10 @@ async fn metrics_endpoint_reports_zookeeper_names_and_moves() {
         ] {
             assert!(before.contains_key(name), "no {name} in {before:?}");
         }
-        assert_eq!(before["znode_count"], 5.0, "ZooKeeper's count for a fresh tree");
+        assert_eq!(
+            before["znode_count"], 5.0,
+            "ZooKeeper's count for a fresh tree"
+        );
 
         let client = server.client().await;
         let path = unique_path("metrics");
@@ -100,7 +106,10 @@ async fn metrics_endpoint_reports_zookeeper_names_and_moves() {
         assert_eq!(after["znode_count"], before["znode_count"] + 3.0);
         assert_eq!(after["global_sessions"], 1.0);
         assert!(after["num_alive_connections"] >= 1.0);
-        assert!(after["fsynctime_count"] > before["fsynctime_count"], "creates are synced");
+        assert!(
+            after["fsynctime_count"] > before["fsynctime_count"],
+            "creates are synced"
+        );
         // The Rust client creates with opcode create2.
         let creates = |m: &BTreeMap<String, f64>, name: &str| {
             ["create", "create2"]

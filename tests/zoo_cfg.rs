@@ -147,7 +147,10 @@ async fn a_bad_value_names_the_key_and_line() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains(&format!("{}:4: invalid value for clientPort", cfg.display())),
+        err.contains(&format!(
+            "{}:4: invalid value for clientPort",
+            cfg.display()
+        )),
         "{err}"
     );
 }
