@@ -1,13 +1,13 @@
 //! The `volery` command line.
 
 use std::io::IsTerminal;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
-use volery::config::{self, Config};
+use volery::config::Config;
 
 #[derive(Parser)]
 #[command(
@@ -32,47 +32,86 @@ enum Command {
 
 #[derive(Args)]
 struct StartArgs {
-    /// Client port (ZooKeeper's clientPort).
-    #[arg(long, default_value_t = config::DEFAULT_CLIENT_PORT)]
-    port: u16,
-    /// Address to listen on (ZooKeeper's clientPortAddress).
-    #[arg(long, default_value = "0.0.0.0")]
-    bind: IpAddr,
-    /// Where the acceptor's log and the checkpoints live.
-    #[arg(long, default_value = config::DEFAULT_DATA_DIR)]
-    data_dir: PathBuf,
-    /// ZooKeeper's tickTime in milliseconds; session timeouts are bounded by 2 and 20 ticks.
-    #[arg(long, default_value_t = config::DEFAULT_TICK_TIME_MS)]
-    tick_time: u32,
+    /// A ZooKeeper configuration file (zoo.cfg); the myid file is read from its dataDir.
+    #[arg(long, value_name = "FILE", conflicts_with = "config")]
+    zoo_cfg: Option<PathBuf>,
+    /// A native configuration file (volery.toml; see README.md for every setting).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Client port (ZooKeeper's clientPort) [default: 2181].
+    #[arg(long)]
+    port: Option<u16>,
+    /// Address to listen on (ZooKeeper's clientPortAddress) [default: 0.0.0.0].
+    #[arg(long)]
+    bind: Option<IpAddr>,
+    /// Where the acceptor's log and the checkpoints live [default: volery-data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// ZooKeeper's tickTime in milliseconds [default: 2000]; unless given too, the session timeout
+    /// bounds become 2 and 20 ticks.
+    #[arg(long)]
+    tick_time: Option<u32>,
     /// Lower bound of negotiated session timeouts (default 2 x tickTime).
     #[arg(long)]
     min_session_timeout: Option<u32>,
     /// Upper bound of negotiated session timeouts (default 20 x tickTime).
     #[arg(long)]
     max_session_timeout: Option<u32>,
-    /// Largest request and znode value in bytes (jute.maxbuffer).
-    #[arg(long, default_value_t = config::JUTE_MAXBUFFER)]
-    max_buffer: usize,
-    /// Connections allowed per client address; 0 for no limit.
-    #[arg(long, default_value_t = config::DEFAULT_MAX_CLIENT_CNXNS)]
-    max_client_cnxns: u32,
-    /// A ZooKeeper system property, e.g. -D zookeeper.extendedTypesEnabled=true.
+    /// Largest request and znode value in bytes (jute.maxbuffer) [default: 1048575].
+    #[arg(long)]
+    max_buffer: Option<usize>,
+    /// Connections allowed per client address; 0 for no limit [default: 60].
+    #[arg(long)]
+    max_client_cnxns: Option<u32>,
+    /// Port of the Prometheus endpoint (metricsProvider.httpPort); 0 turns it off [default: 7000].
+    #[arg(long)]
+    metrics_port: Option<u16>,
+    /// A ZooKeeper system property, e.g. -D zookeeper.extendedTypesEnabled=true or
+    /// -D 4lw.commands.whitelist=*.
     #[arg(short = 'D', value_name = "KEY=VALUE")]
     properties: Vec<String>,
 }
 
 impl StartArgs {
+    /// The file's settings, then the flags, then `-D` properties; validated once.
     fn into_config(self) -> anyhow::Result<Config> {
-        let mut cfg = Config {
-            client_addr: SocketAddr::new(self.bind, self.port),
-            data_dir: self.data_dir,
-            tick_time_ms: self.tick_time,
-            min_session_timeout_ms: self.min_session_timeout.unwrap_or(2 * self.tick_time),
-            max_session_timeout_ms: self.max_session_timeout.unwrap_or(20 * self.tick_time),
-            max_buffer: self.max_buffer,
-            max_client_cnxns: self.max_client_cnxns,
-            ..Config::default()
+        let (mut cfg, warnings) = match (&self.zoo_cfg, &self.config) {
+            (Some(path), _) => Config::from_zoo_cfg(path)?,
+            (None, Some(path)) => Config::from_toml_file(path)?,
+            (None, None) => (Config::default(), Vec::new()),
         };
+        for w in warnings {
+            tracing::warn!("{w}");
+        }
+        if let Some(port) = self.port {
+            cfg.client_addr.set_port(port);
+        }
+        if let Some(ip) = self.bind {
+            cfg.client_addr.set_ip(ip);
+        }
+        if let Some(dir) = self.data_dir {
+            cfg.data_dir = dir;
+        }
+        if let Some(tick) = self.tick_time {
+            cfg.tick_time_ms = tick;
+            cfg.min_session_timeout_ms = 2 * tick;
+            cfg.max_session_timeout_ms = 20 * tick;
+        }
+        if let Some(v) = self.min_session_timeout {
+            cfg.min_session_timeout_ms = v;
+        }
+        if let Some(v) = self.max_session_timeout {
+            cfg.max_session_timeout_ms = v;
+        }
+        if let Some(v) = self.max_buffer {
+            cfg.max_buffer = v;
+        }
+        if let Some(v) = self.max_client_cnxns {
+            cfg.max_client_cnxns = v;
+        }
+        if let Some(v) = self.metrics_port {
+            cfg.metrics_addr.set_port(v);
+        }
         for p in &self.properties {
             let (k, v) = p
                 .split_once('=')
@@ -82,6 +121,13 @@ impl StartArgs {
             }
         }
         cfg.validate()?;
+        if !cfg.servers.is_empty() {
+            tracing::warn!(
+                server_id = cfg.server_id,
+                servers = cfg.servers.len(),
+                "zoo.cfg lists an ensemble; this server runs standalone (replication across servers is not implemented yet)"
+            );
+        }
         Ok(cfg)
     }
 }
@@ -124,9 +170,28 @@ async fn start(cfg: Config) -> anyhow::Result<()> {
         "volery serving ZooKeeper clients"
     );
     let limits = volery::server::Limits::from_config(&cfg);
+    let ctx = volery::server::Context::new(started.node, limits);
+    if cfg.metrics_addr.port() != 0 {
+        // Metrics are auxiliary: a port that cannot be bound is logged, and clients are served.
+        match tokio::net::TcpListener::bind(cfg.metrics_addr).await {
+            Ok(metrics) => {
+                tracing::info!(addr = %metrics.local_addr()?, "serving Prometheus metrics at /metrics");
+                tokio::spawn(volery::server::metrics::serve(
+                    metrics,
+                    ctx.clone(),
+                    std::future::pending::<()>(),
+                ));
+            }
+            Err(e) => tracing::error!(
+                addr = %cfg.metrics_addr,
+                error = %e,
+                "cannot serve metrics (set metricsProvider.httpPort, or 0 to turn them off)"
+            ),
+        }
+    }
     let mut task = started.task;
     tokio::select! {
-        _ = volery::server::run(listener, started.node, limits, shutdown_signal()) => {
+        _ = volery::server::serve_clients(listener, ctx, shutdown_signal()) => {
             tracing::info!("shutting down");
             Ok(())
         }

@@ -46,6 +46,8 @@ pub struct GroupOptions {
     /// Length of one coordinator tick.
     pub tick: Duration,
     pub coordinator: CoordinatorOptions,
+    /// Where synced write times and sizes are recorded, if anywhere.
+    pub metrics: Option<Arc<super::metrics::NodeMetrics>>,
 }
 
 impl Default for GroupOptions {
@@ -61,6 +63,7 @@ impl Default for GroupOptions {
                 skip_after_ticks: None,
                 ..CoordinatorOptions::default()
             },
+            metrics: None,
         }
     }
 }
@@ -432,8 +435,21 @@ impl Driver {
         let votes = std::mem::take(&mut self.pending_votes);
         self.writing_after = std::mem::take(&mut self.pending_after);
         self.writing_acks = std::mem::take(&mut self.pending_acks);
+        let metrics = self.options.metrics.clone();
         Some(tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
             let result = store.write(&votes);
+            if let Some(m) = metrics {
+                m.fsync.record(started.elapsed());
+                let commands: usize = votes
+                    .iter()
+                    .map(|v| match v {
+                        VoteWrite::Accept { value, .. } => value.commands.len(),
+                        _ => 0,
+                    })
+                    .sum();
+                m.fsync_batch.record_us(commands as u64);
+            }
             (store, result)
         }))
     }

@@ -6,6 +6,7 @@
 
 pub mod command;
 pub mod group;
+pub mod metrics;
 pub mod replica;
 pub mod sessions;
 pub mod store;
@@ -23,6 +24,7 @@ use tokio::task::JoinHandle;
 use crate::config::Config;
 use crate::zk::{self, Command, SessionId, Zk};
 use group::{GroupError, GroupHandle, GroupOptions};
+use metrics::NodeMetrics;
 use sessions::SessionTracker;
 
 /// The xid of commands the node orders on its own behalf (session expiry, container and TTL
@@ -76,7 +78,16 @@ struct Inner {
     last_zxid: AtomicI64,
     next_session: AtomicI64,
     secret: [u8; 16],
+    metrics: Arc<NodeMetrics>,
+    /// Read-only looks at the replica's state, run by the executor between two commands.
+    inspect: mpsc::Sender<Inspection>,
 }
+
+/// A read-only function of the replica's state, run on the executor.
+pub type Inspection = Box<dyn FnOnce(&Zk) + Send>;
+
+/// Inspections that may wait for the executor before [`Node::inspect`] waits for queue space.
+const INSPECT_CAPACITY: usize = 64;
 
 impl Node {
     /// Submits a command for ordering. Its reply reaches the session's route once executed.
@@ -137,6 +148,25 @@ impl Node {
     pub fn sessions(&self) -> &SessionTracker {
         &self.inner.tracker
     }
+
+    pub fn metrics(&self) -> &NodeMetrics {
+        &self.inner.metrics
+    }
+
+    /// Runs `f` on the replica's state between two commands and returns its result; `None` when
+    /// the executor has stopped. For the operator's surface only (four-letter words, metrics):
+    /// `f` holds up execution, so it must be quick.
+    pub async fn inspect<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Zk) -> T + Send + 'static,
+    ) -> Option<T> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Inspection = Box::new(move |zk| {
+            let _ = tx.send(f(zk));
+        });
+        self.inner.inspect.send(job).await.ok()?;
+        rx.await.ok()
+    }
 }
 
 fn first_session_id(server_id: i64, now_ms: i64) -> SessionId {
@@ -178,7 +208,13 @@ pub async fn start(cfg: &Config) -> Result<Started, NodeError> {
         }
         None => (Zk::new(zk_opts.clone()), 0),
     };
-    let group = group::start(&storage, GroupOptions::default(), after).await?;
+    let metrics = Arc::new(NodeMetrics::default());
+    let group_opts = GroupOptions {
+        metrics: Some(metrics.clone()),
+        ..GroupOptions::default()
+    };
+    let group = group::start(&storage, group_opts, after).await?;
+    let (inspect_tx, inspect_rx) = mpsc::channel(INSPECT_CAPACITY);
     let mut secret = [0u8; 16];
     secret.copy_from_slice(&Sha1::digest(wall_ms().to_be_bytes())[..16]);
     let node = Node {
@@ -189,6 +225,8 @@ pub async fn start(cfg: &Config) -> Result<Started, NodeError> {
             last_zxid: AtomicI64::new(zk.last_zxid()),
             next_session: AtomicI64::new(first_session_id(0, wall_ms())),
             secret,
+            metrics,
+            inspect: inspect_tx,
         }),
     };
     let now = Instant::now();
@@ -198,6 +236,6 @@ pub async fn start(cfg: &Config) -> Result<Started, NodeError> {
     let replica = replica::Replica::new(zk, node.clone(), after, cfg.snap_count);
     let expiry_every = Duration::from_millis((cfg.tick_time_ms / 2).max(1) as u64);
     let containers_every = Duration::from_millis(cfg.container_check_interval_ms.max(1));
-    let task = tokio::spawn(replica.run(group, expiry_every, containers_every));
+    let task = tokio::spawn(replica.run(group, inspect_rx, expiry_every, containers_every));
     Ok(Started { node, task })
 }

@@ -11,9 +11,10 @@ use protocol::ErrorCode;
 use tokio::time::MissedTickBehavior;
 
 use super::group::{Delivered, Group};
-use super::{command, wall_ms, Node, NodeError, Outbound, INTERNAL_XID};
+use super::{command, wall_ms, Inspection, Node, NodeError, Outbound, INTERNAL_XID};
 use crate::multicast::Instance;
 use crate::zk::{Command, Op, Zk};
+use tokio::sync::mpsc;
 
 pub struct Replica {
     zk: Zk,
@@ -40,6 +41,7 @@ impl Replica {
     pub async fn run(
         mut self,
         mut group: Group,
+        mut inspect: mpsc::Receiver<Inspection>,
         expiry_every: Duration,
         containers_every: Duration,
     ) -> Result<(), NodeError> {
@@ -61,6 +63,7 @@ impl Replica {
                     }
                     None => break,
                 },
+                Some(job) = inspect.recv() => job(&self.zk),
                 _ = expiry.tick() => {
                     for session in self.node.sessions().take_expired(Instant::now()) {
                         tracing::info!(session = format_args!("{session:#x}"), "session expired");
@@ -106,6 +109,10 @@ impl Replica {
             }
         }
         self.since_checkpoint += d.commands.len() as u64;
+        self.node.metrics().commands_executed.fetch_add(
+            d.commands.len() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     fn execute(&mut self, cmd: &Command) {

@@ -84,6 +84,17 @@ impl SessionTracker {
         out
     }
 
+    /// Every tracked session with its timeout and deadline, by id (for `dump`).
+    pub fn list(&self) -> Vec<(SessionId, Duration, Instant)> {
+        let s = self.sessions.lock().expect("session tracker poisoned");
+        let mut out: Vec<_> = s
+            .iter()
+            .map(|(id, t)| (*id, t.timeout, t.deadline))
+            .collect();
+        out.sort_unstable_by_key(|e| e.0);
+        out
+    }
+
     pub fn len(&self) -> usize {
         self.sessions
             .lock()

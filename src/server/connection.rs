@@ -5,7 +5,9 @@
 //! in that order, so replies leave in xid order. Pings are answered at once (clients match them by
 //! their reserved xid, not by order). A malformed frame closes this connection only.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +18,9 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Semaphore};
 
-use super::{Limits, Slot};
+use super::four_letter::{self, Prefix};
+use super::stats::ConnStats;
+use super::{Context, Slot};
 use crate::node::{Node, NodeError, Outbound, Route};
 use crate::zk::{Command, Op, SessionId};
 
@@ -55,6 +59,16 @@ struct FrameReader {
 }
 
 impl FrameReader {
+    /// Reads until at least `n` bytes are buffered; `false` when the peer closed before that.
+    async fn fill(&mut self, n: usize) -> Result<bool, ConnError> {
+        while self.buf.len() < n {
+            if self.rd.read_buf(&mut self.buf).await? == 0 {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     /// The next frame body, or `None` when the peer closed cleanly between frames.
     async fn next(&mut self) -> Result<Option<Bytes>, ConnError> {
         loop {
@@ -103,25 +117,70 @@ fn put_outbound(out: &mut BytesMut, msg: &Outbound) {
     }
 }
 
-/// Serves one client until it closes, its session ends, or it sends something malformed.
+/// A request read and not yet answered, in the order the replies will come back.
+struct Pending {
+    xid: i32,
+    op: i32,
+    received: Instant,
+}
+
+/// Serves one client until it closes, its session ends, or it sends something malformed. A
+/// connection whose first four bytes are a four-letter word gets its answer and is closed.
 pub async fn serve(
     socket: TcpStream,
     addr: SocketAddr,
     slot: Slot,
-    node: Node,
-    limits: Arc<Limits>,
+    ctx: Arc<Context>,
 ) -> Result<(), ConnError> {
+    let me = slot.stats.clone();
+    let result = serve_conn(socket, addr, slot, &ctx, &me).await;
+    // Requests this connection never got answers for are no longer outstanding.
+    let left = me.outstanding.swap(0, Ordering::Relaxed);
+    ctx.stats.outstanding.fetch_sub(left, Ordering::Relaxed);
+    result
+}
+
+async fn serve_conn(
+    socket: TcpStream,
+    addr: SocketAddr,
+    slot: Slot,
+    ctx: &Arc<Context>,
+    me: &Arc<ConnStats>,
+) -> Result<(), ConnError> {
+    let node = &ctx.node;
+    let limits = &ctx.limits;
     let (rd, mut wr) = socket.into_split();
     let mut reader = FrameReader {
         rd,
         buf: BytesMut::with_capacity(4096),
         max: limits.max_frame,
     };
-    let first = match tokio::time::timeout(limits.connect_timeout, reader.next()).await {
+    let first = tokio::time::timeout(limits.connect_timeout, async {
+        if !reader.fill(4).await? {
+            return if reader.buf.is_empty() {
+                Ok(None)
+            } else {
+                Err(ConnError::Truncated)
+            };
+        }
+        let prefix: [u8; 4] = reader.buf[..4].try_into().expect("four bytes buffered");
+        match four_letter::classify(&prefix) {
+            Prefix::Word(word) => Ok(Some(Err(word))),
+            Prefix::TelnetClose => Ok(None),
+            Prefix::Frame => Ok(reader.next().await?.map(Ok)),
+        }
+    })
+    .await;
+    let first = match first {
         Ok(r) => r?,
         Err(_) => return Err(ConnError::ConnectTimeout(limits.connect_timeout)),
     };
-    let Some(first) = first else { return Ok(()) };
+    let first = match first {
+        None => return Ok(()),
+        Some(Err(word)) => return answer_four_letter(&mut reader, wr, word, addr, ctx, me).await,
+        Some(Ok(frame)) => frame,
+    };
+    count_received(ctx, me, first.len());
     let connect = ignoring_trailing_bytes(&first, protocol::decode_connect_request)?;
 
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -208,13 +267,36 @@ pub async fn serve(
         put_outbound(&mut out, n);
     }
     wr.write_all(&out).await?;
+    me.session.store(session, Ordering::Relaxed);
+    me.timeout_ms.store(i64::from(timeout), Ordering::Relaxed);
+    count_sent(ctx, me, 1 + early.len() as u64);
     tracing::debug!(client = %addr, session = format_args!("{session:#x}"), timeout, "session established");
 
     let max_outstanding = limits.max_outstanding.min(Semaphore::MAX_PERMITS) as u32;
     let permits = Arc::new(Semaphore::new(max_outstanding as usize));
-    let mut writer = tokio::spawn(write_loop(wr, rx, permits.clone()));
+    let (pending_tx, pending_rx) = mpsc::unbounded_channel();
+    let mut writer = tokio::spawn(write_loop(
+        wr,
+        rx,
+        permits.clone(),
+        Accounting {
+            ctx: ctx.clone(),
+            me: me.clone(),
+            pending: pending_rx,
+        },
+    ));
+    let conn = ReadSide {
+        session,
+        node,
+        tx: &tx,
+        pending: pending_tx,
+        permits: &permits,
+        max_outstanding,
+        ctx,
+        me,
+    };
     let ended = tokio::select! {
-        r = read_loop(&mut reader, session, &node, &tx, &permits, max_outstanding) => r,
+        r = read_loop(&mut reader, &conn) => r,
         _ = &mut writer => Ok(Ended::WriterDone),
     };
     if matches!(ended, Ok(Ended::Closing)) {
@@ -248,16 +330,89 @@ enum Ended {
     WriterDone,
 }
 
-async fn read_loop(
+/// Answers a four-letter word and closes the connection (ZooKeeper counts the word as one packet
+/// received and its answer as one sent).
+async fn answer_four_letter(
     reader: &mut FrameReader,
+    mut wr: OwnedWriteHalf,
+    word: &'static str,
+    addr: SocketAddr,
+    ctx: &Context,
+    me: &ConnStats,
+) -> Result<(), ConnError> {
+    count_received(ctx, me, 0);
+    let text = if ctx.limits.whitelist.allows(word) {
+        tracing::info!(command = word, client = %addr, "processing four-letter word");
+        let arg = if word == "stmk" {
+            let got = tokio::time::timeout(ctx.limits.connect_timeout, reader.fill(12)).await;
+            match got {
+                Ok(Ok(true)) => Some(i64::from_be_bytes(
+                    reader.buf[4..12].try_into().expect("twelve bytes buffered"),
+                )),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        four_letter::answer(ctx, word, arg).await
+    } else {
+        tracing::debug!(command = word, "four-letter word not in the whitelist");
+        format!("{word} is not executed because it is not in the whitelist.\n")
+    };
+    wr.write_all(text.as_bytes()).await?;
+    count_sent(ctx, me, 1);
+    let _ = wr.shutdown().await;
+    Ok(())
+}
+
+fn count_received(ctx: &Context, me: &ConnStats, frame_len: usize) {
+    ctx.stats.packets_received.fetch_add(1, Ordering::Relaxed);
+    ctx.stats
+        .bytes_received
+        .fetch_add(frame_len as u64 + 4, Ordering::Relaxed);
+    me.packets_received.fetch_add(1, Ordering::Relaxed);
+}
+
+fn count_sent(ctx: &Context, me: &ConnStats, packets: u64) {
+    ctx.stats.packets_sent.fetch_add(packets, Ordering::Relaxed);
+    me.packets_sent.fetch_add(packets, Ordering::Relaxed);
+}
+
+/// What the reader of an established session works with.
+struct ReadSide<'a> {
     session: SessionId,
-    node: &Node,
-    tx: &mpsc::UnboundedSender<Outbound>,
-    permits: &Arc<Semaphore>,
+    node: &'a Node,
+    tx: &'a mpsc::UnboundedSender<Outbound>,
+    /// Requests in the order their replies will come back, for the writer's latency accounting.
+    pending: mpsc::UnboundedSender<Pending>,
+    permits: &'a Arc<Semaphore>,
     max_outstanding: u32,
-) -> Result<Ended, ConnError> {
+    ctx: &'a Context,
+    me: &'a ConnStats,
+}
+
+impl ReadSide<'_> {
+    /// Notes that request `xid` of `op` awaits a reply in order.
+    fn expect_reply(&self, xid: i32, op: i32, received: Instant) {
+        self.me.outstanding.fetch_add(1, Ordering::Relaxed);
+        self.ctx.stats.outstanding.fetch_add(1, Ordering::Relaxed);
+        let _ = self.pending.send(Pending { xid, op, received });
+    }
+}
+
+async fn read_loop(reader: &mut FrameReader, conn: &ReadSide<'_>) -> Result<Ended, ConnError> {
+    let ReadSide {
+        session,
+        node,
+        tx,
+        permits,
+        max_outstanding,
+        ..
+    } = *conn;
     while let Some(frame) = reader.next().await? {
-        node.sessions().touch(session, Instant::now());
+        let received = Instant::now();
+        count_received(conn.ctx, conn.me, frame.len());
+        node.sessions().touch(session, received);
         let (header, rest) = protocol::decode_request_header(&frame)?;
         let decoded = ignoring_trailing_bytes(rest, |b| protocol::decode_request_body(header, b));
         let request = match decoded {
@@ -272,6 +427,7 @@ async fn read_loop(
                 } else {
                     ErrorCode::MarshallingError
                 };
+                conn.expect_reply(header.xid, header.op, received);
                 answer_in_order(tx, permits, max_outstanding, header.xid, err).await;
                 if unknown {
                     let _ = tx.send(Outbound::Close);
@@ -282,12 +438,16 @@ async fn read_loop(
         };
         let op = match request {
             Request::Ping => {
+                let zxid = node.last_zxid();
                 let pong = Outbound::Reply {
                     xid: header.xid,
-                    zxid: node.last_zxid(),
+                    zxid,
                     err: 0,
                     response: None,
                 };
+                let latency = received.elapsed();
+                conn.ctx.stats.answered(header.op, latency, 0);
+                conn.me.answered(header.op, header.xid, zxid, latency);
                 if tx.send(pong).is_err() {
                     return Ok(Ended::WriterDone);
                 }
@@ -304,6 +464,7 @@ async fn read_loop(
                     time_ms: 0,
                     op: Op::CloseSession,
                 };
+                conn.expect_reply(header.xid, header.op, received);
                 node.submit(&close).await?;
                 return Ok(Ended::Closing);
             }
@@ -317,6 +478,7 @@ async fn read_loop(
                 Op::Request(request)
             }
         };
+        conn.expect_reply(header.xid, header.op, received);
         node.submit(&Command {
             session,
             xid: header.xid,
@@ -366,19 +528,52 @@ async fn answer_in_order(
     permits.add_permits(max_outstanding.saturating_sub(1) as usize);
 }
 
+/// The writer's side of the statistics: it matches replies to the requests the reader noted.
+struct Accounting {
+    ctx: Arc<Context>,
+    me: Arc<ConnStats>,
+    pending: mpsc::UnboundedReceiver<Pending>,
+}
+
+impl Accounting {
+    /// Records the reply to `xid`. Replies come back in request order, except pings, which the
+    /// reader answers at once and accounts for itself.
+    fn replied(&mut self, queue: &mut VecDeque<Pending>, xid: i32, zxid: i64, err: i32) {
+        while let Ok(p) = self.pending.try_recv() {
+            queue.push_back(p);
+        }
+        if queue.front().is_none_or(|p| p.xid != xid) {
+            return;
+        }
+        let Some(p) = queue.pop_front() else { return };
+        let latency = p.received.elapsed();
+        self.ctx.stats.answered(p.op, latency, err);
+        self.me.answered(p.op, xid, zxid, latency);
+        self.me.outstanding.fetch_sub(1, Ordering::Relaxed);
+        self.ctx.stats.outstanding.fetch_sub(1, Ordering::Relaxed);
+        if p.op == protocol::OpCode::Auth as i32 && err == ErrorCode::AuthFailed.as_i32() {
+            self.ctx.stats.auth_failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 async fn write_loop(
     mut wr: OwnedWriteHalf,
     mut rx: mpsc::UnboundedReceiver<Outbound>,
     permits: Arc<Semaphore>,
+    mut acct: Accounting,
 ) -> Result<(), ConnError> {
     let mut out = BytesMut::with_capacity(WRITE_BATCH);
+    let mut queue = VecDeque::new();
     while let Some(msg) = rx.recv().await {
         let mut close = false;
         let mut next = Some(msg);
+        let mut frames = 0;
         while let Some(msg) = next.take() {
             match &msg {
                 Outbound::Close => close = true,
-                Outbound::Reply { xid, err, .. } => {
+                Outbound::Reply { xid, err, zxid, .. } => {
+                    acct.replied(&mut queue, *xid, *zxid, *err);
                     if *xid == xid::AUTH && *err == ErrorCode::AuthFailed.as_i32() {
                         close = true;
                     } else if *xid != xid::PING && *xid != xid::AUTH {
@@ -387,13 +582,21 @@ async fn write_loop(
                 }
                 Outbound::Notification(_) => {}
             }
+            let before = out.len();
             put_outbound(&mut out, &msg);
+            if out.len() > before {
+                frames += 1;
+                if matches!(msg, Outbound::Reply { .. }) {
+                    acct.ctx.stats.response_size(out.len() - before - 4);
+                }
+            }
             if close || out.len() >= WRITE_BATCH {
                 break;
             }
             next = rx.try_recv().ok();
         }
         wr.write_all(&out).await?;
+        count_sent(&acct.ctx, &acct.me, frames);
         out.clear();
         if close {
             break;

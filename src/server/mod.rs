@@ -2,10 +2,13 @@
 //! frames into ordered commands on the [`Node`](crate::node::Node).
 
 pub mod connection;
+pub mod four_letter;
+pub mod metrics;
+pub mod stats;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,6 +17,8 @@ use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::node::Node;
+use four_letter::{ServerInfo, Whitelist};
+use stats::{ConnStats, Registry, ServerStats};
 
 /// The front end's bounds, taken from the validated [`Config`].
 #[derive(Debug, Clone)]
@@ -28,6 +33,10 @@ pub struct Limits {
     pub max_outstanding: usize,
     /// How long a new connection may take to send its ConnectRequest.
     pub connect_timeout: Duration,
+    /// Four-letter words that run (`4lw.commands.whitelist`).
+    pub whitelist: Whitelist,
+    /// What `conf`, `dirs` and `dump` report.
+    pub info: ServerInfo,
 }
 
 impl Limits {
@@ -39,6 +48,20 @@ impl Limits {
             max_session_timeout_ms: cfg.max_session_timeout_ms as i32,
             max_outstanding: cfg.max_outstanding,
             connect_timeout: Duration::from_millis(cfg.tick_time_ms as u64 * 5),
+            whitelist: cfg.four_letter_whitelist.clone(),
+            info: ServerInfo {
+                client_port: cfg.client_addr.port(),
+                data_dir: cfg.data_dir.clone(),
+                data_log_dir: cfg
+                    .data_log_dir
+                    .clone()
+                    .unwrap_or_else(|| cfg.data_dir.clone()),
+                tick_time_ms: cfg.tick_time_ms,
+                max_client_cnxns: cfg.max_client_cnxns,
+                min_session_timeout_ms: cfg.min_session_timeout_ms,
+                max_session_timeout_ms: cfg.max_session_timeout_ms,
+                server_id: cfg.server_id,
+            },
         }
     }
 
@@ -48,34 +71,61 @@ impl Limits {
     }
 }
 
-/// Connections per client address, for maxClientCnxns.
+/// Everything the front end's tasks share: the node, the bounds, and the statistics.
+pub struct Context {
+    pub node: Node,
+    pub limits: Limits,
+    pub stats: ServerStats,
+    pub conns: Arc<Connections>,
+}
+
+impl Context {
+    pub fn new(node: Node, limits: Limits) -> Arc<Context> {
+        Arc::new(Context {
+            node,
+            limits,
+            stats: ServerStats::default(),
+            conns: Arc::new(Connections::default()),
+        })
+    }
+}
+
+/// Connections per client address, for maxClientCnxns, and every open connection's statistics.
 #[derive(Default)]
 pub struct Connections {
     per_ip: Mutex<HashMap<IpAddr, u32>>,
     next_id: AtomicU64,
+    pub registry: Registry,
 }
 
-/// Releases a connection's slot of its address when dropped.
+/// Releases a connection's slot of its address, and its registry entry, when dropped.
 pub struct Slot {
     conns: Arc<Connections>,
     ip: IpAddr,
     pub id: u64,
+    pub stats: Arc<ConnStats>,
 }
 
 impl Connections {
-    /// Takes a slot for a connection from `ip`, or `None` when the address is at its limit.
-    pub fn admit(self: &Arc<Self>, ip: IpAddr, limit: u32) -> Option<Slot> {
-        let mut per_ip = self.per_ip.lock().expect("connections poisoned");
-        let n = per_ip.entry(ip).or_insert(0);
-        if limit > 0 && *n >= limit {
-            return None;
+    /// Takes a slot for a connection from `addr`, or `None` when its address is at its limit.
+    pub fn admit(self: &Arc<Self>, addr: SocketAddr, limit: u32) -> Option<Slot> {
+        let ip = addr.ip();
+        {
+            let mut per_ip = self.per_ip.lock().expect("connections poisoned");
+            let n = per_ip.entry(ip).or_insert(0);
+            if limit > 0 && *n >= limit {
+                return None;
+            }
+            *n += 1;
         }
-        *n += 1;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let stats = Arc::new(ConnStats::new(id, addr));
+        self.registry.add(stats.clone());
         Some(Slot {
             conns: self.clone(),
             ip,
             id,
+            stats,
         })
     }
 
@@ -90,6 +140,7 @@ impl Connections {
 
 impl Drop for Slot {
     fn drop(&mut self) {
+        self.conns.registry.remove(self.id);
         let mut per_ip = self.conns.per_ip.lock().expect("connections poisoned");
         if let Some(n) = per_ip.get_mut(&self.ip) {
             *n -= 1;
@@ -102,8 +153,13 @@ impl Drop for Slot {
 
 /// Accepts clients until `shutdown` completes. Accept errors back off instead of spinning.
 pub async fn run(listener: TcpListener, node: Node, limits: Limits, shutdown: impl Future) {
-    let limits = Arc::new(limits);
-    let conns = Arc::new(Connections::default());
+    serve_clients(listener, Context::new(node, limits), shutdown).await
+}
+
+/// [`run`] with a context the caller shares (with the metrics endpoint).
+pub async fn serve_clients(listener: TcpListener, ctx: Arc<Context>, shutdown: impl Future) {
+    let limits = &ctx.limits;
+    let conns = ctx.conns.clone();
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(5);
     loop {
@@ -123,7 +179,10 @@ pub async fn run(listener: TcpListener, node: Node, limits: Limits, shutdown: im
                 continue;
             }
         };
-        let Some(slot) = conns.admit(addr.ip(), limits.max_client_cnxns) else {
+        let Some(slot) = conns.admit(addr, limits.max_client_cnxns) else {
+            ctx.stats
+                .connections_rejected
+                .fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
                 client = %addr.ip(),
                 max = limits.max_client_cnxns,
@@ -133,10 +192,9 @@ pub async fn run(listener: TcpListener, node: Node, limits: Limits, shutdown: im
             continue;
         };
         let _ = socket.set_nodelay(true);
-        let node = node.clone();
-        let limits = limits.clone();
+        let ctx = ctx.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection::serve(socket, addr, slot, node, limits).await {
+            if let Err(e) = connection::serve(socket, addr, slot, ctx).await {
                 tracing::info!(client = %addr, error = %e, "connection closed");
             }
         });
@@ -150,13 +208,19 @@ mod tests {
     #[test]
     fn max_client_cnxns_per_address() {
         let conns = Arc::new(Connections::default());
-        let a: IpAddr = "127.0.0.1".parse().unwrap();
-        let b: IpAddr = "127.0.0.2".parse().unwrap();
+        let a: SocketAddr = "127.0.0.1:1000".parse().unwrap();
+        let b: SocketAddr = "127.0.0.2:1000".parse().unwrap();
         let s1 = conns.admit(a, 2).unwrap();
         let _s2 = conns.admit(a, 2).unwrap();
         assert!(conns.admit(a, 2).is_none());
-        assert!(conns.admit(b, 2).is_some());
+        let _s3 = conns.admit(b, 2).unwrap();
+        assert_eq!(conns.registry.len(), 3);
         drop(s1);
+        assert_eq!(
+            conns.registry.len(),
+            2,
+            "a closed connection leaves the registry"
+        );
         assert!(conns.admit(a, 2).is_some());
         assert!(conns.admit(a, 0).is_some(), "0 means unlimited");
     }

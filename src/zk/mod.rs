@@ -37,6 +37,7 @@
 //! - Watch events are filtered by the node's READ ACL, as ZooKeeper does since 3.8.4.
 
 mod acl;
+mod inspect;
 mod path;
 mod snapshot;
 mod tree;

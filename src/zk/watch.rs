@@ -180,6 +180,16 @@ impl Manager {
         matched
     }
 
+    /// Watching sessions by path (`WatchManager.watchTable`).
+    pub fn by_path(&self) -> &BTreeMap<String, BTreeSet<SessionId>> {
+        &self.table
+    }
+
+    /// Watched paths by session (`WatchManager.watch2Paths`).
+    pub fn by_session(&self) -> &BTreeMap<SessionId, BTreeSet<String>> {
+        &self.by_session
+    }
+
     /// The number of (session, path) watches.
     pub fn len(&self) -> usize {
         self.by_session.values().map(BTreeSet::len).sum()

@@ -61,6 +61,10 @@ pub struct Options {
     pub snap_count: Option<u64>,
     /// `jute.maxbuffer`: the largest frame a client may send (Volery's `--max-buffer`).
     pub max_buffer: Option<usize>,
+    /// `4lw.commands.whitelist` (ZooKeeper's default enables `srvr` only).
+    pub four_letter_whitelist: Option<String>,
+    /// Port of Volery's Prometheus endpoint; `None` turns it off (the reference has none).
+    pub metrics_port: Option<u16>,
 }
 
 impl Default for Options {
@@ -72,6 +76,8 @@ impl Default for Options {
             max_client_cnxns: None,
             snap_count: None,
             max_buffer: None,
+            four_letter_whitelist: None,
+            metrics_port: None,
         }
     }
 }
@@ -210,6 +216,11 @@ impl Server {
         if let Some(n) = self.options.max_client_cnxns {
             cmd.arg("--max-client-cnxns").arg(n.to_string());
         }
+        cmd.arg("--metrics-port")
+            .arg(self.options.metrics_port.unwrap_or(0).to_string());
+        if let Some(list) = &self.options.four_letter_whitelist {
+            cmd.arg("-D").arg(format!("4lw.commands.whitelist={list}"));
+        }
         if self.options.extended_types {
             cmd.arg("-D").arg("zookeeper.extendedTypesEnabled=true");
         }
@@ -243,6 +254,9 @@ impl Server {
             "maxClientCnxns={}\n",
             self.options.max_client_cnxns.unwrap_or(0)
         ));
+        if let Some(list) = &self.options.four_letter_whitelist {
+            text.push_str(&format!("4lw.commands.whitelist={list}\n"));
+        }
         std::fs::write(&cfg, text).expect("write zoo.cfg");
         let mut cmd = Command::new("java");
         cmd.args([
