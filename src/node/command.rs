@@ -6,6 +6,7 @@
 //! own encoding; DeleteContainer `path`. Buffers and strings are jute-style: an i32 length, then the bytes.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use protocol::Encode;
 
 use crate::zk::{Command, Op};
 
@@ -30,7 +31,11 @@ pub enum CommandError {
 
 /// Encodes a command for ordering. `time_ms` is not carried: the coordinator stamps each batch.
 pub fn encode(cmd: &Command) -> Bytes {
-    let mut out = BytesMut::with_capacity(64);
+    let body = match &cmd.op {
+        Op::Request(req) => protocol::wire::REQUEST_HEADER_LEN + req.encoded_len(),
+        _ => 64,
+    };
+    let mut out = BytesMut::with_capacity(13 + body);
     let kind = match &cmd.op {
         Op::CreateSession { .. } => CREATE_SESSION,
         Op::ReconnectSession { .. } => RECONNECT_SESSION,
