@@ -460,8 +460,10 @@ impl Encode for AddWatchRequest {
 }
 
 impl Decode for AddWatchRequest {
+    /// ZooKeeper 3.8.0 registers a null path as a watch that never fires and answers OK, so null
+    /// reads as `""` here (kazoo sends `""` as null), not as `NullPath`.
     fn decode(i: &[u8]) -> JResult<'_, Self> {
-        let (i, path) = request_path(i)?;
+        let (i, path) = ustring(i)?;
         let (i, m) = int(i)?;
         let Some(mode) = AddWatchMode::from_i32(m) else {
             return fail(DecodeError::InvalidValue {

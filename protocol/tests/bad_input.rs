@@ -342,3 +342,18 @@ fn a_null_path_is_malformed_but_an_empty_one_is_a_path() {
         })
     );
 }
+
+#[test]
+fn add_watch_with_a_null_path_is_a_request_not_an_error() {
+    // ZooKeeper 3.8.0 answers addWatch(null) with OK (found by the differential run).
+    let mut body = be(-1).to_vec();
+    body.extend_from_slice(&be(0));
+    let (_, r) = decode_request(&req(106, &body)).expect("null addWatch path decodes");
+    assert_eq!(
+        r,
+        Request::AddWatch(AddWatchRequest {
+            path: String::new(),
+            mode: AddWatchMode::Persistent
+        })
+    );
+}
