@@ -149,7 +149,10 @@ impl Acceptor {
             PaxosMsg::Promise { .. }
             | PaxosMsg::Accepted { .. }
             | PaxosMsg::Nack { .. }
-            | PaxosMsg::Decision { .. } => {}
+            | PaxosMsg::Decision { .. }
+            | PaxosMsg::Heartbeat { .. }
+            | PaxosMsg::Forward { .. }
+            | PaxosMsg::CatchUp { .. } => {}
         }
         out
     }

@@ -324,7 +324,7 @@ impl Coordinator {
                 }
                 if f.acks.len() >= self.quorum {
                     let f = self.in_flight.remove(&instance).expect("present above");
-                    self.decide(instance, f.value, &mut out);
+                    self.decide(instance, self.ballot, f.value, &mut out);
                     self.close_batches(wall_ms, &mut out);
                 }
             }
@@ -425,18 +425,18 @@ impl Coordinator {
             }
             let votes = reports.remove(&instance);
             let chosen = votes.as_ref().and_then(|v| {
-                v.values()
-                    .find(|(n, _)| *n >= self.quorum)
-                    .map(|(_, value)| value.clone())
+                v.iter()
+                    .find(|(_, (n, _))| *n >= self.quorum)
+                    .map(|(b, (_, value))| (*b, value.clone()))
             });
             let highest = votes
                 .as_ref()
                 .and_then(|v| v.values().next_back().map(|(_, value)| value.clone()));
             let value = match (chosen, highest) {
-                (Some(value), _) => {
+                (Some((ballot, value)), _) => {
                     // A quorum accepted it at one ballot: it is decided, no Phase 2 needed.
                     prev_time = value.time_ms;
-                    self.decide(instance, value, out);
+                    self.decide(instance, ballot, value, out);
                     continue;
                 }
                 (None, Some(value)) => {
@@ -524,7 +524,7 @@ impl Coordinator {
         );
     }
 
-    fn decide(&mut self, instance: Instance, value: Batch, out: &mut Outputs) {
+    fn decide(&mut self, instance: Instance, ballot: Ballot, value: Batch, out: &mut Outputs) {
         if let Some(ours) = self.displaced.remove(&instance) {
             if ours != value {
                 // Our batch lost its instance for good: its commands go back to the queue.
@@ -541,6 +541,7 @@ impl Coordinator {
                 msg: PaxosMsg::Decision {
                     group: self.group,
                     instance,
+                    ballot,
                     value: value.clone(),
                 },
             });
@@ -548,6 +549,7 @@ impl Coordinator {
         out.decided.push(Decision {
             group: self.group,
             instance,
+            ballot,
             value,
         });
     }

@@ -79,6 +79,7 @@ impl Learner {
                 group,
                 instance,
                 value,
+                ..
             } => self.on_decided(group, instance, value),
             _ => Vec::new(),
         }

@@ -129,6 +129,8 @@ pub trait VoteStore {
 pub struct Decision {
     pub group: GroupId,
     pub instance: Instance,
+    /// The ballot at which a quorum accepted `value`.
+    pub ballot: Ballot,
     pub value: Batch,
 }
 

@@ -1,5 +1,7 @@
 //! Messages between coordinators, acceptors and learners of a group.
 
+use bytes::Bytes;
+
 use super::{Ballot, Batch, GroupId, Instance, NodeId};
 
 /// A Paxos message. Every message names its group; a role ignores messages of other groups.
@@ -38,12 +40,32 @@ pub enum PaxosMsg {
         ballot: Ballot,
         promised: Ballot,
     },
-    /// The coordinator learned that `instance` decided `value`.
+    /// `instance` decided `value`, accepted by a quorum at `ballot` (sent by the coordinator to
+    /// every learner, and by any member answering [`PaxosMsg::CatchUp`]).
     Decision {
         group: GroupId,
         instance: Instance,
+        ballot: Ballot,
         value: Batch,
     },
+    /// Failure detection and leader discovery, sent by every member of a group to the others every
+    /// heartbeat interval. `leading` is the sender's ballot while it coordinates the group.
+    Heartbeat {
+        group: GroupId,
+        leading: Option<Ballot>,
+        /// The sender delivered every instance below this one.
+        delivered: Instance,
+        /// The sender's replica checkpointed every instance below this one (acceptors trim below
+        /// the lowest such mark of all members).
+        checkpointed: Instance,
+    },
+    /// Commands a member hands to the group's coordinator for ordering.
+    Forward {
+        group: GroupId,
+        commands: Vec<Bytes>,
+    },
+    /// A learner asks for the decisions of instances `from..` it has not learned.
+    CatchUp { group: GroupId, from: Instance },
 }
 
 impl PaxosMsg {
@@ -55,7 +77,10 @@ impl PaxosMsg {
             | PaxosMsg::Accept { group, .. }
             | PaxosMsg::Accepted { group, .. }
             | PaxosMsg::Nack { group, .. }
-            | PaxosMsg::Decision { group, .. } => *group,
+            | PaxosMsg::Decision { group, .. }
+            | PaxosMsg::Heartbeat { group, .. }
+            | PaxosMsg::Forward { group, .. }
+            | PaxosMsg::CatchUp { group, .. } => *group,
         }
     }
 }

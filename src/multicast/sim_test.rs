@@ -159,12 +159,14 @@ impl World {
             if let PaxosMsg::Decision {
                 group,
                 instance,
+                ballot,
                 value,
             } = env.msg
             {
                 self.record_decision(Decision {
                     group,
                     instance,
+                    ballot,
                     value,
                 });
             }

@@ -397,7 +397,10 @@ impl Driver {
                 m @ (PaxosMsg::Promise { .. }
                 | PaxosMsg::Accepted { .. }
                 | PaxosMsg::Nack { .. }) => self.coordinator.step(node, m, wall_ms()),
-                PaxosMsg::Decision { .. } => Outputs::default(),
+                PaxosMsg::Decision { .. }
+                | PaxosMsg::Heartbeat { .. }
+                | PaxosMsg::Forward { .. }
+                | PaxosMsg::CatchUp { .. } => Outputs::default(),
             };
             self.absorb(out, &mut queue, write_running);
         }
