@@ -157,6 +157,33 @@ impl Acceptor {
         out
     }
 
+    /// Records that `instance` decided `value` at `ballot`, so that this acceptor can later serve
+    /// the decision to a learner that missed it. Safe for Paxos: every proposal at a ballot >= the
+    /// deciding one carries the decided value, so a vote at a higher ballot is left as it is.
+    pub fn learn(&mut self, instance: Instance, ballot: Ballot, value: &Batch) -> Outputs {
+        let mut out = Outputs::default();
+        if instance < self.low
+            || matches!(self.accepted.get(&instance), Some((b, _)) if *b >= ballot)
+        {
+            return out;
+        }
+        if ballot > self.promised {
+            self.promised = ballot;
+            out.persist.push(VoteWrite::Promise {
+                group: self.group,
+                ballot,
+            });
+        }
+        self.accepted.insert(instance, (ballot, value.clone()));
+        out.persist.push(VoteWrite::Accept {
+            group: self.group,
+            instance,
+            ballot,
+            value: value.clone(),
+        });
+        out
+    }
+
     /// Forgets every instance below `below` (every replica has checkpointed them).
     pub fn trim(&mut self, below: Instance) -> Outputs {
         let mut out = Outputs::default();

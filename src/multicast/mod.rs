@@ -17,14 +17,15 @@
 //! then send `send_after_persist`; `send` may go at once; `decided` goes to the local learner.
 //! Durable state is read through the [`VoteStore`] trait; `src/node/` drives it with tokio and RocksDB.
 //!
-//! Not yet here (issue 6): leader election with heartbeats, learner catch-up from acceptors, and a
-//! wire encoding of [`PaxosMsg`].
+//! - [`Member`]: what one server runs in its groups: the three roles above plus heartbeats, leader
+//!   election, forwarding to the leader, learner catch-up and trimming.
 
 mod acceptor;
 mod batch;
 mod coordinator;
 mod learner;
 mod mem;
+mod member;
 mod msg;
 #[cfg(test)]
 mod sim_test;
@@ -36,6 +37,7 @@ pub use batch::Batch;
 pub use coordinator::{Coordinator, CoordinatorConfig, CoordinatorOptions};
 pub use learner::{Delivery, Learner};
 pub use mem::MemVoteStore;
+pub use member::{GroupSpec, Member, MemberConfig, MemberOptions};
 pub use msg::{Envelope, PaxosMsg};
 pub use storage::StoreError;
 
@@ -146,6 +148,12 @@ pub struct Outputs {
     pub send_after_persist: Vec<Envelope>,
     /// Instances this node learned as decided (for the local learner).
     pub decided: Vec<Decision>,
+    /// Instances in merged delivery order ([`Member`] only): hand them to the replica once every
+    /// vote produced so far is durable.
+    pub delivered: Vec<Delivery>,
+    /// Changes of the believed leader of a group ([`Member`] only). Commands forwarded to the
+    /// previous leader and not yet delivered may be lost.
+    pub leader_changes: Vec<(GroupId, Option<NodeId>)>,
 }
 
 impl Outputs {
@@ -155,6 +163,8 @@ impl Outputs {
         self.persist.extend(other.persist);
         self.send_after_persist.extend(other.send_after_persist);
         self.decided.extend(other.decided);
+        self.delivered.extend(other.delivered);
+        self.leader_changes.extend(other.leader_changes);
     }
 
     /// True when nothing needs doing.
@@ -163,6 +173,8 @@ impl Outputs {
             && self.persist.is_empty()
             && self.send_after_persist.is_empty()
             && self.decided.is_empty()
+            && self.delivered.is_empty()
+            && self.leader_changes.is_empty()
     }
 }
 
