@@ -227,6 +227,13 @@ impl Member {
         }
     }
 
+    /// True when nothing this node holds for `group` waits to be ordered.
+    pub fn is_idle(&self, group: GroupId) -> bool {
+        self.state(group).is_none_or(|g| {
+            g.waiting.is_empty() && g.coordinator.as_ref().is_none_or(|c| c.is_idle())
+        })
+    }
+
     /// Records that the local replica checkpointed every instance of `group` below `below`.
     pub fn checkpointed(&mut self, group: GroupId, below: Instance) {
         let id = self.id;
@@ -571,7 +578,9 @@ impl Member {
     /// Starts a coordinator when no leader is known, this node is the lowest-id member heard
     /// from, and those members form a quorum.
     fn elect(&mut self, gi: usize, out: &mut Outputs) {
-        if self.now.saturating_sub(self.started) < self.opts.election_ms {
+        if self.groups[gi].members.len() > 1
+            && self.now.saturating_sub(self.started) < self.opts.election_ms
+        {
             return; // first listen for a leader that may already exist
         }
         let alive = self.alive(gi);
@@ -699,6 +708,7 @@ impl Member {
                 g.known_delivered = (d.instance + 1, g.leader.map_or(self.id, |(n, _)| n));
             }
             let learned = g.acceptor.learn(d.instance, d.ballot, &d.value);
+            out.delivered_wait |= !learned.persist.is_empty();
             out.persist.extend(learned.persist);
             for delivery in self.learner.on_decided(d.group, d.instance, d.value) {
                 out.delivered.push(delivery);

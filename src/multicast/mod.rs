@@ -151,6 +151,9 @@ pub struct Outputs {
     /// Instances in merged delivery order ([`Member`] only): hand them to the replica once every
     /// vote produced so far is durable.
     pub delivered: Vec<Delivery>,
+    /// True when some of `delivered` needed a vote in `persist` ([`Member`] only); otherwise
+    /// they may be handed over before `persist` is durable.
+    pub delivered_wait: bool,
     /// Changes of the believed leader of a group ([`Member`] only). Commands forwarded to the
     /// previous leader and not yet delivered may be lost.
     pub leader_changes: Vec<(GroupId, Option<NodeId>)>,
@@ -164,6 +167,7 @@ impl Outputs {
         self.send_after_persist.extend(other.send_after_persist);
         self.decided.extend(other.decided);
         self.delivered.extend(other.delivered);
+        self.delivered_wait |= other.delivered_wait;
         self.leader_changes.extend(other.leader_changes);
     }
 

@@ -1,29 +1,33 @@
-//! The tokio driver of one local Paxos group with one acceptor (a single node, no network yet).
+//! The tokio driver of this node's [`Member`] in one Paxos group: its votes in RocksDB, its
+//! messages on the peer network, its deliveries to the replica.
 //!
-//! One task owns the acceptor, the coordinator and the learner. Commands arrive through a bounded
-//! queue ([`GroupHandle::submit`]); decided batches leave through a bounded channel of
-//! [`Delivered`], in instance order. Votes reach RocksDB through one synced write at a time: while
-//! it runs on a blocking thread, new commands accumulate into the next batches and their votes
-//! into the next write (group commit: one fsync per write, never one per command). A batch is
-//! delivered only after the write holding its vote returned.
+//! One task owns the member. Commands arrive through a bounded queue ([`GroupHandle::submit`]);
+//! decided batches leave through a bounded channel of [`Delivered`], in instance order. Votes
+//! reach RocksDB through one synced write at a time: while it runs on a blocking thread, new
+//! votes accumulate into the next write (group commit: one fsync per write, never one per
+//! command). Messages that reflect a vote, and deliveries that needed one, leave only after the
+//! write holding it returned. With a single member the group needs no network: the same code
+//! runs with messages looping back locally.
 //!
-//! Recovery: [`start`] loads the acceptor's votes, runs Phase 1 over every instance after the
-//! caller's checkpoint position, re-delivers the decided ones and numbers new batches after the
-//! highest instance on disk. [`GroupHandle::trim`] forgets instances a checkpoint covers.
+//! Recovery: [`start`] loads the acceptor's votes; the elected coordinator runs Phase 1 over
+//! every instance after the replica's checkpoint, so the decided ones are delivered again;
+//! a member behind the others catches up from their acceptors. [`GroupHandle::trim`] reports a
+//! checkpoint; acceptors forget instances every member has checkpointed.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use storage::{CheckpointDb, Storage, StoreError};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::store::RocksVoteStore;
 use crate::multicast::{
-    self, Acceptor, Coordinator, CoordinatorConfig, CoordinatorOptions, Envelope, GroupId,
-    Instance, Learner, NodeId, Outputs, PaxosMsg, VoteStore, VoteWrite,
+    self, CoordinatorOptions, Envelope, GroupId, GroupSpec, Instance, Member, MemberConfig,
+    MemberOptions, NodeId, Outputs, PaxosMsg, VoteStore, VoteWrite,
 };
 
 /// Default capacity of the submit queue, in commands.
@@ -33,39 +37,74 @@ pub const DEFAULT_DELIVERY_CAPACITY: usize = 1024;
 /// Default tick: the coordinator's batch delay and retries count in these.
 pub const DEFAULT_TICK: Duration = Duration::from_millis(1);
 
-/// Options of a local group.
+/// Options of this node's part in a group.
 #[derive(Clone, Debug)]
 pub struct GroupOptions {
     pub group: GroupId,
-    /// This node's id (acceptor and coordinator).
+    /// This node's id.
     pub node: NodeId,
+    /// Every member of the group (acceptors, learners, coordinator candidates), this node too.
+    pub members: Vec<NodeId>,
     /// Commands [`GroupHandle::submit`] may queue before it waits (back-pressure).
     pub submit_capacity: usize,
     /// Batches waiting for the consumer before the driver stops taking commands.
     pub delivery_capacity: usize,
     /// Length of one coordinator tick.
     pub tick: Duration,
-    pub coordinator: CoordinatorOptions,
+    pub member: MemberOptions,
     /// Where synced write times and sizes are recorded, if anywhere.
     pub metrics: Option<Arc<super::metrics::NodeMetrics>>,
 }
 
 impl Default for GroupOptions {
-    /// One group, node 1, no skips (with a single group no merging learner waits on it).
+    /// One group, node 1 its only member, no skips (with a single group no merging learner waits
+    /// on it).
     fn default() -> GroupOptions {
         GroupOptions {
             group: 0,
             node: 1,
+            members: vec![1],
             submit_capacity: DEFAULT_SUBMIT_CAPACITY,
             delivery_capacity: DEFAULT_DELIVERY_CAPACITY,
             tick: DEFAULT_TICK,
-            coordinator: CoordinatorOptions {
-                skip_after_ticks: None,
-                ..CoordinatorOptions::default()
+            member: MemberOptions {
+                coordinator: CoordinatorOptions {
+                    skip_after_ticks: None,
+                    ..CoordinatorOptions::default()
+                },
+                ..MemberOptions::default()
             },
             metrics: None,
         }
     }
+}
+
+/// What the peer network hands the group.
+#[derive(Debug)]
+pub enum NetEvent {
+    Message { from: NodeId, msg: PaxosMsg },
+    /// The link to a peer came up.
+    Up(NodeId),
+    /// The link to a peer broke: messages sent to it since it came up may be lost.
+    Down(NodeId),
+}
+
+/// Sends a message to a peer without waiting; returns false when it was dropped.
+pub type SendFn = Box<dyn Fn(NodeId, &PaxosMsg) -> bool + Send + Sync>;
+
+/// The group's view of the peer network (absent for a single-member group).
+pub struct Network {
+    pub send: SendFn,
+    pub events: mpsc::Receiver<NetEvent>,
+}
+
+/// Who leads the group, as this node believes, and a counter that grows whenever commands this
+/// node submitted may have been lost (the leader changed, or the link to it broke). Sessions with
+/// requests in flight are told to reconnect then, as ZooKeeper's followers do.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LeaderView {
+    pub leader: Option<NodeId>,
+    pub epoch: u64,
 }
 
 /// One decided instance, delivered in instance order (consecutive, starting after the position
@@ -115,15 +154,19 @@ enum Control {
 /// Submits commands to the group and controls it. Cheap to clone.
 #[derive(Clone)]
 pub struct GroupHandle {
+    node: NodeId,
     submit: mpsc::Sender<Bytes>,
     control: mpsc::Sender<Control>,
     checkpoints: CheckpointDb,
     fault: Arc<OnceLock<StoreError>>,
+    leader: Arc<AtomicU32>,
+    view: watch::Receiver<LeaderView>,
 }
 
 impl GroupHandle {
     /// Queues a command; waits while the queue is full. `Ok` means queued, not yet decided: the
-    /// command appears in a [`Delivered`] once its batch is durable.
+    /// command appears in a [`Delivered`] once its batch is durable, unless the leader changes
+    /// first (see [`LeaderView`]).
     pub async fn submit(&self, cmd: Bytes) -> Result<(), GroupError> {
         self.submit
             .send(cmd)
@@ -131,8 +174,9 @@ impl GroupHandle {
             .map_err(|_| self.stopped_error())
     }
 
-    /// Forgets every instance <= `up_to` (call after a checkpoint at `up_to` is saved). Returns once
-    /// the trim is durable. `up_to` must have been delivered.
+    /// Reports that a checkpoint covers every instance <= `up_to` (call after it is saved); the
+    /// acceptors forget those instances once every member has reported as much. Returns once the
+    /// report, and any trim it allowed here, is durable. `up_to` must have been delivered.
     pub async fn trim(&self, up_to: Instance) -> Result<(), GroupError> {
         let (done, wait) = oneshot::channel();
         self.control
@@ -153,6 +197,21 @@ impl GroupHandle {
         &self.checkpoints
     }
 
+    /// True while this node's coordinator leads the group.
+    pub fn is_leader(&self) -> bool {
+        self.leader.load(Ordering::Acquire) == self.node
+    }
+
+    /// The member this node believes leads the group.
+    pub fn leader(&self) -> Option<NodeId> {
+        Some(self.leader.load(Ordering::Acquire)).filter(|&n| n != 0)
+    }
+
+    /// Watches leader changes and possible losses of submitted commands.
+    pub fn leader_view(&self) -> watch::Receiver<LeaderView> {
+        self.view.clone()
+    }
+
     fn stopped_error(&self) -> GroupError {
         match self.fault.get() {
             Some(e) => GroupError::Store(e.clone()),
@@ -170,14 +229,21 @@ pub struct Group {
     pub task: JoinHandle<Result<(), GroupError>>,
 }
 
-/// Starts the group over `storage`: loads its votes, re-delivers decided instances after
-/// `after` (the instance of the caller's last checkpoint, 0 for none), then orders new commands.
+/// Starts this node's part in the group over `storage`: loads its votes, then orders commands;
+/// decided instances after `after` (the instance of the caller's last checkpoint, 0 for none)
+/// are delivered, old ones first. `network` is required when the group has other members.
 pub async fn start(
     storage: &Storage,
     options: GroupOptions,
     after: Instance,
+    network: Option<Network>,
 ) -> Result<Group, GroupError> {
-    options.coordinator.validate()?;
+    options.member.coordinator.validate()?;
+    if options.members.len() > 1 && network.is_none() {
+        return Err(GroupError::Multicast(multicast::Error::InvalidOptions(
+            "a group with several members needs a network",
+        )));
+    }
     let group = options.group;
     let node = options.node;
     let store = RocksVoteStore::new(storage.votes());
@@ -194,57 +260,68 @@ pub async fn start(
             low: state.low,
         });
     }
-    let time_floor_ms = state
-        .accepted
-        .values()
-        .map(|(_, v)| v.time_ms)
-        .max()
-        .unwrap_or(0);
-    let min_round = state.promised.round + 1;
     tracing::info!(
         group,
+        node,
+        members = ?options.members,
         after,
         low = state.low,
         highest = ?state.accepted.keys().next_back(),
         "group starting"
     );
-    let acceptor = Acceptor::new(node, group, state);
-    let coordinator = Coordinator::new(CoordinatorConfig {
-        id: node,
-        group,
-        acceptors: vec![node],
-        learners: vec![],
-        first_instance: after + 1,
-        min_round,
-        time_floor_ms,
-        options: options.coordinator.clone(),
-    })?;
-    let learner = Learner::new(&[(group, after + 1)], 1)?;
+    let epoch = Instant::now();
+    let mut member = Member::new(
+        MemberConfig {
+            id: node,
+            groups: vec![GroupSpec {
+                group,
+                members: options.members.clone(),
+            }],
+            next: vec![after + 1],
+            options: options.member.clone(),
+        },
+        vec![state],
+        0,
+    )?;
+    member.checkpointed(group, after + 1);
     let (submit_tx, submit_rx) = mpsc::channel(options.submit_capacity.max(1));
     let (control_tx, control_rx) = mpsc::channel(16);
     let (deliver_tx, deliver_rx) = mpsc::channel(options.delivery_capacity.max(1));
+    let (view_tx, view_rx) = watch::channel(LeaderView::default());
     let fault = Arc::new(OnceLock::new());
+    let leader = Arc::new(AtomicU32::new(0));
+    let (send, events) = match network {
+        Some(n) => (Some(n.send), Some(n.events)),
+        None => (None, None),
+    };
     let driver = Driver {
         options,
-        acceptor,
-        coordinator,
-        learner,
+        member,
+        epoch,
+        send,
         store: Some(store),
         pending_votes: Vec::new(),
         pending_after: Vec::new(),
+        pending_deliveries: Vec::new(),
         pending_acks: Vec::new(),
         writing_after: Vec::new(),
+        writing_deliveries: Vec::new(),
         writing_acks: Vec::new(),
         ready: VecDeque::new(),
         fault: fault.clone(),
+        leader: leader.clone(),
+        view: view_tx,
     };
-    let task = tokio::spawn(driver.run(submit_rx, control_rx, deliver_tx));
+    let task = tokio::spawn(driver.run(submit_rx, control_rx, deliver_tx, events));
     Ok(Group {
         handle: GroupHandle {
+            node,
             submit: submit_tx,
             control: control_tx,
             checkpoints: storage.checkpoints(),
             fault,
+            leader,
+            view: view_rx,
         },
         deliveries: deliver_rx,
         task,
@@ -254,22 +331,26 @@ pub async fn start(
 type Ack = oneshot::Sender<Result<(), GroupError>>;
 type WriteTask = JoinHandle<(RocksVoteStore, Result<(), StoreError>)>;
 
-/// Invariant: at most one vote write runs; `store` is `None` exactly while it runs. Messages in
-/// `pending_after` wait for `pending_votes` (and the running write); those in `writing_after`
-/// wait for the running write only.
+/// Invariant: at most one vote write runs; `store` is `None` exactly while it runs. Messages and
+/// deliveries in `pending_*` wait for `pending_votes` (and the running write); those in
+/// `writing_*` wait for the running write only. Deliveries leave in instance order.
 struct Driver {
     options: GroupOptions,
-    acceptor: Acceptor,
-    coordinator: Coordinator,
-    learner: Learner,
+    member: Member,
+    epoch: Instant,
+    send: Option<SendFn>,
     store: Option<RocksVoteStore>,
     pending_votes: Vec<VoteWrite>,
     pending_after: Vec<Envelope>,
+    pending_deliveries: Vec<Delivered>,
     pending_acks: Vec<Ack>,
     writing_after: Vec<Envelope>,
+    writing_deliveries: Vec<Delivered>,
     writing_acks: Vec<Ack>,
     ready: VecDeque<Delivered>,
     fault: Arc<OnceLock<StoreError>>,
+    leader: Arc<AtomicU32>,
+    view: watch::Sender<LeaderView>,
 }
 
 fn wall_ms() -> u64 {
@@ -287,34 +368,43 @@ async fn wait_write(
     }
 }
 
+async fn next_event(events: &mut Option<mpsc::Receiver<NetEvent>>) -> Option<NetEvent> {
+    match events {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 impl Driver {
     async fn run(
         mut self,
         mut submit_rx: mpsc::Receiver<Bytes>,
         mut control_rx: mpsc::Receiver<Control>,
         deliver_tx: mpsc::Sender<Delivered>,
+        mut events: Option<mpsc::Receiver<NetEvent>>,
     ) -> Result<(), GroupError> {
+        let group = self.options.group;
         let mut ticker = tokio::time::interval(self.options.tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut writing: Option<WriteTask> = None;
         let mut submit_open = true;
         let mut control_open = true;
-        let out = self.coordinator.start();
-        self.handle(out, writing.is_some());
+        let out = self.member.tick(self.now(), wall_ms());
+        self.handle(out, false);
         loop {
             if writing.is_none() {
                 writing = self.start_write();
             }
             if !submit_open
                 && writing.is_none()
-                && self.coordinator.is_idle()
                 && self.pending_votes.is_empty()
                 && self.ready.is_empty()
+                && self.member.is_idle(group)
             {
                 break;
             }
             let room = submit_open
-                && self.coordinator.has_room()
+                && self.member.has_room(group)
                 && self.ready.len() < self.options.delivery_capacity;
             tokio::select! {
                 biased;
@@ -327,10 +417,11 @@ impl Driver {
                                 let _ = ack.send(Ok(()));
                             }
                             let after = std::mem::take(&mut self.writing_after);
+                            self.ready.extend(self.writing_deliveries.drain(..));
                             self.handle(Outputs { send: after, ..Outputs::default() }, false);
                         }
                         Ok((_, Err(e))) => {
-                            tracing::error!(group = self.options.group, error = %e, "vote write failed; stopping the group");
+                            tracing::error!(group, error = %e, "vote write failed; stopping the group");
                             let _ = self.fault.set(e.clone());
                             for ack in self.writing_acks.drain(..).chain(self.pending_acks.drain(..)) {
                                 let _ = ack.send(Err(GroupError::Store(e.clone())));
@@ -342,7 +433,7 @@ impl Driver {
                 }
                 permit = deliver_tx.reserve(), if !self.ready.is_empty() => {
                     let Ok(permit) = permit else {
-                        tracing::info!(group = self.options.group, "delivery receiver dropped; stopping");
+                        tracing::info!(group, "delivery receiver dropped; stopping");
                         return Err(GroupError::Closed);
                     };
                     permit.send(self.ready.pop_front().expect("ready is not empty"));
@@ -358,78 +449,147 @@ impl Driver {
                     Some(Control::Shutdown) => submit_rx.close(),
                     Some(Control::Trim { up_to, done }) => self.trim(up_to, done, writing.is_some()),
                 },
+                ev = next_event(&mut events) => match ev {
+                    None => events = None,
+                    Some(ev) => {
+                        self.on_event(ev, writing.is_some());
+                        // Take what already arrived before looking at anything else.
+                        for _ in 0..256 {
+                            match events.as_mut().map(|e| e.try_recv()) {
+                                Some(Ok(ev)) => self.on_event(ev, writing.is_some()),
+                                _ => break,
+                            }
+                        }
+                    }
+                },
                 cmd = submit_rx.recv(), if room => match cmd {
                     None => submit_open = false,
                     Some(cmd) => {
-                        let room = self.options.coordinator.max_pending_commands
-                            .saturating_sub(self.coordinator.pending_len() + 1);
                         let mut cmds = vec![cmd];
-                        while cmds.len() <= room {
+                        while cmds.len() < self.options.member.coordinator.max_batch_commands {
                             match submit_rx.try_recv() {
                                 Ok(c) => cmds.push(c),
                                 Err(_) => break,
                             }
                         }
-                        let out = self.coordinator.propose_all(cmds, wall_ms());
+                        let out = self.member.propose(group, cmds, self.now(), wall_ms());
                         self.handle(out, writing.is_some());
                     }
                 },
                 _ = ticker.tick() => {
-                    let out = self.coordinator.tick(wall_ms());
+                    let out = self.member.tick(self.now(), wall_ms());
                     self.handle(out, writing.is_some());
                 }
             }
         }
-        tracing::info!(group = self.options.group, "group stopped");
+        tracing::info!(group, "group stopped");
         Ok(())
     }
 
-    /// Routes outputs between the local roles until nothing local is left to step.
+    fn on_event(&mut self, ev: NetEvent, write_running: bool) {
+        let group = self.options.group;
+        match ev {
+            NetEvent::Message { from, msg } => {
+                let out = self.member.step(from, msg, self.now(), wall_ms());
+                self.handle(out, write_running);
+            }
+            NetEvent::Up(peer) => tracing::debug!(group, peer, "peer link up"),
+            NetEvent::Down(peer) => {
+                if self.member.leader(group) == Some(peer) {
+                    tracing::info!(
+                        group,
+                        peer,
+                        "link to the leader broke; forwarded commands may be lost"
+                    );
+                    self.bump_epoch();
+                }
+            }
+        }
+    }
+
+    /// Milliseconds since the driver started (monotonic).
+    fn now(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn bump_epoch(&mut self) {
+        self.view.send_modify(|v| v.epoch += 1);
+    }
+
+    /// Handles outputs: votes to the next write, messages to peers (or back to this member),
+    /// deliveries to the replica, each in the order the module documents.
     fn handle(&mut self, out: Outputs, write_running: bool) {
         let mut queue = VecDeque::new();
         self.absorb(out, &mut queue, write_running);
         while let Some(env) = queue.pop_front() {
-            let node = self.options.node;
-            let out = match env.msg {
-                m @ (PaxosMsg::Prepare { .. } | PaxosMsg::Accept { .. }) => {
-                    self.acceptor.step(node, m)
+            if env.to == self.options.node {
+                let out = self
+                    .member
+                    .step(self.options.node, env.msg, self.now(), wall_ms());
+                self.absorb(out, &mut queue, write_running);
+            } else if let Some(send) = &self.send {
+                let forward = matches!(env.msg, PaxosMsg::Forward { .. });
+                if !send(env.to, &env.msg) && forward {
+                    tracing::warn!(to = env.to, "forward queue full; commands dropped");
+                    self.bump_epoch();
                 }
-                m @ (PaxosMsg::Promise { .. }
-                | PaxosMsg::Accepted { .. }
-                | PaxosMsg::Nack { .. }) => self.coordinator.step(node, m, wall_ms()),
-                PaxosMsg::Decision { .. }
-                | PaxosMsg::Heartbeat { .. }
-                | PaxosMsg::Forward { .. }
-                | PaxosMsg::CatchUp { .. } => Outputs::default(),
-            };
-            self.absorb(out, &mut queue, write_running);
+            }
         }
     }
 
     fn absorb(&mut self, out: Outputs, queue: &mut VecDeque<Envelope>, write_running: bool) {
         queue.extend(out.send);
+        let deliveries_wait = out.delivered_wait
+            || !self.pending_deliveries.is_empty()
+            || !self.writing_deliveries.is_empty();
         self.pending_votes.extend(out.persist);
-        if self.pending_votes.is_empty() && !write_running {
-            // Every vote produced so far is durable.
+        let durable = self.pending_votes.is_empty() && !write_running;
+        if durable {
             queue.extend(out.send_after_persist);
         } else {
             self.pending_after.extend(out.send_after_persist);
         }
-        for d in out.decided {
-            for del in self.learner.on_decided(d.group, d.instance, d.value) {
-                self.ready.push_back(Delivered {
-                    instance: del.instance,
-                    time_ms: del.value.time_ms,
-                    commands: del.value.commands.to_vec(),
-                });
-            }
+        let delivered = out.delivered.into_iter().map(|d| Delivered {
+            instance: d.instance,
+            time_ms: d.value.time_ms,
+            commands: d.value.commands.to_vec(),
+        });
+        if deliveries_wait && !durable {
+            self.pending_deliveries.extend(delivered);
+        } else {
+            self.ready.extend(delivered);
+        }
+        for (group, leader) in out.leader_changes {
+            debug_assert_eq!(group, self.options.group);
+            self.leader.store(leader.unwrap_or(0), Ordering::Release);
+            self.view.send_modify(|v| {
+                v.leader = leader;
+                v.epoch += 1;
+            });
         }
     }
 
     /// Starts one synced write with every vote waiting, if there are any.
     fn start_write(&mut self) -> Option<WriteTask> {
         if self.pending_votes.is_empty() {
-            return None;
+            if !self.pending_deliveries.is_empty() || !self.pending_after.is_empty() {
+                // Everything they waited for is durable already.
+                self.ready.extend(self.pending_deliveries.drain(..));
+                let after = std::mem::take(&mut self.pending_after);
+                self.handle(
+                    Outputs {
+                        send: after,
+                        ..Outputs::default()
+                    },
+                    false,
+                );
+            }
+            for ack in self.pending_acks.drain(..) {
+                let _ = ack.send(Ok(()));
+            }
+            if self.pending_votes.is_empty() {
+                return None;
+            }
         }
         let mut store = self
             .store
@@ -437,6 +597,7 @@ impl Driver {
             .expect("store is here while no write runs");
         let votes = std::mem::take(&mut self.pending_votes);
         self.writing_after = std::mem::take(&mut self.pending_after);
+        self.writing_deliveries = std::mem::take(&mut self.pending_deliveries);
         self.writing_acks = std::mem::take(&mut self.pending_acks);
         let metrics = self.options.metrics.clone();
         Some(tokio::task::spawn_blocking(move || {
@@ -458,10 +619,11 @@ impl Driver {
     }
 
     fn trim(&mut self, up_to: Instance, done: Ack, write_running: bool) {
+        let group = self.options.group;
         let next = self
-            .learner
-            .next_instance(self.options.group)
-            .expect("the learner follows this group");
+            .member
+            .next_instance(group)
+            .expect("the member follows this group");
         if up_to >= next {
             let _ = done.send(Err(GroupError::TrimBeyondDelivered {
                 up_to,
@@ -469,11 +631,8 @@ impl Driver {
             }));
             return;
         }
-        let out = self.acceptor.trim(up_to + 1);
-        if out.persist.is_empty() {
-            let _ = done.send(Ok(()));
-            return;
-        }
+        self.member.checkpointed(group, up_to + 1);
+        let out = self.member.tick(self.now(), wall_ms());
         self.pending_acks.push(done);
         self.handle(out, write_running);
     }
@@ -512,7 +671,7 @@ mod tests {
     async fn concurrent_submitters_get_one_total_order_exactly_once() {
         let dir = tempfile::tempdir().unwrap();
         let storage = Storage::open(dir.path()).unwrap();
-        let mut g = start(&storage, GroupOptions::default(), 0).await.unwrap();
+        let mut g = start(&storage, GroupOptions::default(), 0, None).await.unwrap();
         const SUBMITTERS: usize = 32;
         const EACH: usize = 1500;
         let began = Instant::now();
@@ -564,7 +723,7 @@ mod tests {
     async fn closed_loop_submitters_share_fsyncs() {
         let dir = tempfile::tempdir().unwrap();
         let storage = Storage::open(dir.path()).unwrap();
-        let mut g = start(&storage, GroupOptions::default(), 0).await.unwrap();
+        let mut g = start(&storage, GroupOptions::default(), 0, None).await.unwrap();
         const SUBMITTERS: usize = 32;
         const EACH: usize = 100;
         let mut done_tx = Vec::new();
@@ -623,7 +782,7 @@ mod tests {
         cmds: &[&str],
     ) -> (Vec<Delivered>, Vec<Delivered>) {
         let storage = Storage::open(dir).unwrap();
-        let mut g = start(&storage, GroupOptions::default(), after)
+        let mut g = start(&storage, GroupOptions::default(), after, None)
             .await
             .unwrap();
         // Re-deliveries come first; wait until the group is quiet to split them from new ones.
@@ -671,9 +830,10 @@ mod tests {
         assert_eq!(run2[0].instance, last + 1, "numbering continues");
         assert!(run2[0].time_ms > run1.last().unwrap().time_ms);
         assert_eq!(commands(&run2), vec!["b0", "b1"]);
-        // From scratch: everything comes back, both runs in order.
-        let (old, _) = run_and_stop(dir.path(), 0, &[]).await;
-        let mut all = commands(&run1);
+        // Again from the same checkpoint: everything after it comes back, both runs in order
+        // (starting at a checkpoint lets the acceptor forget what it covers).
+        let (old, _) = run_and_stop(dir.path(), k, &[]).await;
+        let mut all = commands(&run1[k as usize..]);
         all.extend(commands(&run2));
         assert_eq!(commands(&old), all);
     }
@@ -684,7 +844,7 @@ mod tests {
         let last;
         {
             let storage = Storage::open(dir.path()).unwrap();
-            let mut g = start(&storage, GroupOptions::default(), 0).await.unwrap();
+            let mut g = start(&storage, GroupOptions::default(), 0, None).await.unwrap();
             for i in 0..10 {
                 g.handle.submit(Bytes::from(format!("c{i}"))).await.unwrap();
                 collect(&mut g.deliveries, 1).await;
@@ -707,11 +867,11 @@ mod tests {
         let storage = Storage::open(dir.path()).unwrap();
         let cp = storage.checkpoints().load_latest().unwrap().unwrap();
         assert_eq!(cp.position, vec![6]);
-        match start(&storage, GroupOptions::default(), 3).await {
+        match start(&storage, GroupOptions::default(), 3, None).await {
             Err(e) => assert_eq!(e, GroupError::CheckpointBehindTrim { after: 3, low: 7 }),
             Ok(_) => panic!("a checkpoint older than the trim must be refused"),
         }
-        let mut g = start(&storage, GroupOptions::default(), 6).await.unwrap();
+        let mut g = start(&storage, GroupOptions::default(), 6, None).await.unwrap();
         let old = collect(&mut g.deliveries, 4).await;
         assert_eq!(
             old.iter().map(|d| d.instance).collect::<Vec<_>>(),

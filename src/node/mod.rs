@@ -213,7 +213,7 @@ pub async fn start(cfg: &Config) -> Result<Started, NodeError> {
         metrics: Some(metrics.clone()),
         ..GroupOptions::default()
     };
-    let group = group::start(&storage, group_opts, after).await?;
+    let group = group::start(&storage, group_opts, after, None).await?;
     let (inspect_tx, inspect_rx) = mpsc::channel(INSPECT_CAPACITY);
     let mut secret = [0u8; 16];
     secret.copy_from_slice(&Sha1::digest(wall_ms().to_be_bytes())[..16]);
