@@ -2,8 +2,10 @@
 //! on the ZooKeeper service ([`replica`]), and the session tracker, and hands the client front end
 //! a [`Node`] handle. This is the only layer that does I/O for them (tokio tasks, RocksDB).
 //!
-//! Today a node is the single-partition, single-replica case of the design: one group, one acceptor.
+//! A node is one replica of one partition: one Paxos group whose members are the cluster's servers
+//! (just this one when standalone), every member also a client front end.
 
+pub mod cluster;
 pub mod command;
 pub mod group;
 pub mod metrics;
@@ -43,6 +45,10 @@ pub enum Outbound {
     Notification(WatcherEvent),
     /// The session was closed or expired: write what is queued, then close the connection.
     Close,
+    /// Requests this connection submitted may have been lost (the group's leader changed): if any
+    /// are unanswered, close the connection so the client reconnects and learns of the loss, as
+    /// ZooKeeper's followers do when they lose their leader.
+    Reconnect,
 }
 
 /// Where a session's replies and notifications go: the connection that currently holds it.
@@ -62,6 +68,8 @@ pub enum NodeError {
     Group(#[from] GroupError),
     #[error("checkpoint: {0}")]
     Snapshot(String),
+    #[error("cluster: {0}")]
+    Cluster(#[from] cluster::ClusterError),
 }
 
 /// Handle to the node, shared by every connection. Cheap to clone.
@@ -74,7 +82,9 @@ struct Inner {
     group: GroupHandle,
     /// Invariant: at most one route per session; replaced when the session reconnects elsewhere.
     routes: Mutex<HashMap<SessionId, Route>>,
-    tracker: SessionTracker,
+    tracker: Arc<SessionTracker>,
+    /// The cluster this node belongs to, if any.
+    cluster: Option<cluster::ClusterSpec>,
     last_zxid: AtomicI64,
     next_session: AtomicI64,
     secret: [u8; 16],
@@ -149,6 +159,20 @@ impl Node {
         &self.inner.tracker
     }
 
+    /// ZooKeeper's server state words: `standalone`, or `leader` / `follower` in a cluster.
+    pub fn mode(&self) -> &'static str {
+        match (&self.inner.cluster, self.inner.group.is_leader()) {
+            (None, _) => "standalone",
+            (Some(_), true) => "leader",
+            (Some(_), false) => "follower",
+        }
+    }
+
+    /// This server's id (`myid`), 0 when standalone.
+    pub fn server_id(&self) -> u32 {
+        self.inner.cluster.as_ref().map_or(0, |c| c.id)
+    }
+
     pub fn metrics(&self) -> &NodeMetrics {
         &self.inner.metrics
     }
@@ -166,6 +190,49 @@ impl Node {
         });
         self.inner.inspect.send(job).await.ok()?;
         rx.await.ok()
+    }
+}
+
+/// Tells every connection to reconnect if its requests may have been lost.
+async fn watch_leader(node: Node, mut view: tokio::sync::watch::Receiver<group::LeaderView>) {
+    while view.changed().await.is_ok() {
+        let routes: Vec<Route> = node
+            .inner
+            .routes
+            .lock()
+            .expect("routes poisoned")
+            .values()
+            .cloned()
+            .collect();
+        for r in routes {
+            let _ = r.tx.send(Outbound::Reconnect);
+        }
+    }
+}
+
+/// Tells the other members which sessions this server holds a connection for.
+async fn report_sessions(node: Node, peers: crate::peer::Peers, every: Duration) {
+    let mut ticker = tokio::time::interval(every);
+    loop {
+        ticker.tick().await;
+        let ids: Vec<SessionId> = node
+            .inner
+            .routes
+            .lock()
+            .expect("routes poisoned")
+            .keys()
+            .copied()
+            .collect();
+        let frame = cluster::PeerFrame::SessionsAlive(ids).encode();
+        let others: Vec<u32> = node
+            .inner
+            .cluster
+            .as_ref()
+            .map(|c| c.members.keys().copied().filter(|&m| m != c.id).collect())
+            .unwrap_or_default();
+        for m in others {
+            peers.send(m, frame.clone());
+        }
     }
 }
 
@@ -209,26 +276,59 @@ pub async fn start(cfg: &Config) -> Result<Started, NodeError> {
         None => (Zk::new(zk_opts.clone()), 0),
     };
     let metrics = Arc::new(NodeMetrics::default());
-    let group_opts = GroupOptions {
+    let spec = cluster::ClusterSpec::from_config(cfg)?;
+    let tracker = Arc::new(SessionTracker::default());
+    let mut group_opts = GroupOptions {
         metrics: Some(metrics.clone()),
         ..GroupOptions::default()
     };
-    let group = group::start(&storage, group_opts, after, None).await?;
+    let mut link = None;
+    if let Some(spec) = &spec {
+        group_opts.node = spec.id;
+        group_opts.members = spec.member_ids();
+        group_opts.member.heartbeat_ms = (cfg.tick_time_ms as u64 / 10).clamp(10, 200);
+        group_opts.member.election_ms = (group_opts.member.heartbeat_ms * 10).max(500);
+        group_opts.member.catch_up_ms = group_opts.member.heartbeat_ms * 2;
+        let l = cluster::connect(spec, tracker.clone()).await?;
+        tracing::info!(id = spec.id, members = ?spec.members, "cluster member starting");
+        link = Some(l);
+    }
+    let (peers, network) = match link {
+        Some(l) => (Some(l.peers), Some(l.network)),
+        None => (None, None),
+    };
+    let group = group::start(&storage, group_opts, after, network).await?;
     let (inspect_tx, inspect_rx) = mpsc::channel(INSPECT_CAPACITY);
+    // Every server derives the same passwords, so a session resumes on any of them (and after a
+    // restart), as ZooKeeper's are derived from a fixed secret.
+    let mut h = Sha1::new();
+    h.update(b"volery session secret");
+    if let Some(spec) = &spec {
+        for id in spec.members.keys() {
+            h.update(id.to_be_bytes());
+        }
+    }
     let mut secret = [0u8; 16];
-    secret.copy_from_slice(&Sha1::digest(wall_ms().to_be_bytes())[..16]);
+    secret.copy_from_slice(&h.finalize()[..16]);
+    let server_id = spec.as_ref().map_or(0, |s| s.id as i64);
     let node = Node {
         inner: Arc::new(Inner {
             group: group.handle.clone(),
             routes: Mutex::new(HashMap::new()),
-            tracker: SessionTracker::default(),
+            tracker,
+            cluster: spec,
             last_zxid: AtomicI64::new(zk.last_zxid()),
-            next_session: AtomicI64::new(first_session_id(0, wall_ms())),
+            next_session: AtomicI64::new(first_session_id(server_id, wall_ms())),
             secret,
             metrics,
             inspect: inspect_tx,
         }),
     };
+    tokio::spawn(watch_leader(node.clone(), group.handle.leader_view()));
+    if let Some(peers) = peers {
+        let every = Duration::from_millis((cfg.tick_time_ms / 2).max(1) as u64);
+        tokio::spawn(report_sessions(node.clone(), peers, every));
+    }
     let now = Instant::now();
     for (id, timeout) in zk.sessions() {
         node.inner.tracker.add(id, timeout, now);

@@ -49,6 +49,7 @@ impl Replica {
         expiry.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut containers = tokio::time::interval(containers_every);
         containers.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut was_leader = false;
         loop {
             tokio::select! {
                 d = group.deliveries.recv() => match d {
@@ -65,12 +66,24 @@ impl Replica {
                 },
                 Some(job) = inspect.recv() => job(&self.zk),
                 _ = expiry.tick() => {
+                    // Only the leader expires sessions; a new leader first renews them all.
+                    let leading = self.node.inner.group.is_leader();
+                    if leading && !was_leader {
+                        self.node.sessions().touch_all(Instant::now());
+                    }
+                    was_leader = leading;
+                    if !leading {
+                        continue;
+                    }
                     for session in self.node.sessions().take_expired(Instant::now()) {
                         tracing::info!(session = format_args!("{session:#x}"), "session expired");
                         self.order(Command { session, xid: INTERNAL_XID, time_ms: 0, op: Op::CloseSession });
                     }
                 }
                 _ = containers.tick() => {
+                    if !self.node.inner.group.is_leader() {
+                        continue;
+                    }
                     for path in self.zk.expired_containers_and_ttls(wall_ms()) {
                         self.order(Command { session: 0, xid: INTERNAL_XID, time_ms: 0, op: Op::DeleteContainer { path } });
                     }

@@ -46,6 +46,15 @@ impl SessionTracker {
         }
     }
 
+    /// Renews every deadline: a new leader grants every session a full timeout, since it cannot
+    /// know when the old leader last heard of them.
+    pub fn touch_all(&self, now: Instant) {
+        let mut s = self.sessions.lock().expect("session tracker poisoned");
+        for t in s.values_mut() {
+            t.deadline = now + t.timeout;
+        }
+    }
+
     /// Sets a new negotiated timeout (a reconnect may change it) and renews the deadline.
     pub fn set_timeout(&self, id: SessionId, timeout_ms: i32, now: Instant) {
         let mut s = self.sessions.lock().expect("session tracker poisoned");

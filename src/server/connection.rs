@@ -113,7 +113,7 @@ fn put_outbound(out: &mut BytesMut, msg: &Outbound) {
         Outbound::Notification(event) => {
             put_frame(out, |b| protocol::encode_notification(event, b))
         }
-        Outbound::Close => {}
+        Outbound::Close | Outbound::Reconnect => {}
     }
 }
 
@@ -581,6 +581,12 @@ async fn write_loop(
                     }
                 }
                 Outbound::Notification(_) => {}
+                Outbound::Reconnect => {
+                    if acct.me.outstanding.load(Ordering::Relaxed) > 0 {
+                        tracing::info!("leader changed with requests in flight; closing the connection");
+                        close = true;
+                    }
+                }
             }
             let before = out.len();
             put_outbound(&mut out, &msg);
