@@ -17,8 +17,9 @@
 //! then send `send_after_persist`; `send` may go at once; `decided` goes to the local learner.
 //! Durable state is read through the [`VoteStore`] trait; `src/node/` drives it with tokio and RocksDB.
 //!
-//! Not yet here (issue 6): leader election with heartbeats, learner catch-up from acceptors, and a
-//! wire encoding of [`PaxosMsg`].
+//! [`PaxosMsg::encode_into`] and [`PaxosMsg::decode`] give messages their wire form (`wire.rs`).
+//!
+//! Not yet here (issue 6): leader election with heartbeats and learner catch-up from acceptors.
 
 mod acceptor;
 mod batch;
@@ -28,6 +29,7 @@ mod mem;
 mod msg;
 #[cfg(test)]
 mod sim_test;
+mod wire;
 
 use std::collections::BTreeMap;
 
@@ -175,6 +177,9 @@ pub enum Error {
     /// Bytes that should hold a batch do not.
     #[error("malformed batch: {0}")]
     MalformedBatch(&'static str),
+    /// Bytes that should hold a [`PaxosMsg`] do not.
+    #[error("malformed message: {0}")]
+    MalformedMessage(&'static str),
     /// Options whose values contradict each other.
     #[error("invalid options: {0}")]
     InvalidOptions(&'static str),
