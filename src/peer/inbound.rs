@@ -39,11 +39,13 @@ pub(super) struct Acceptor {
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(0);
 
-/// Accepts connections until the transport stops, then closes the listener.
+/// Accepts connections until the transport stops or the event receiver is dropped, then closes
+/// the listener.
 pub(super) async fn run(listener: TcpListener, acceptor: Arc<Acceptor>) {
     loop {
         let accepted = tokio::select! {
             _ = acceptor.cancel.cancelled() => return,
+            _ = acceptor.events.closed() => return,
             r = listener.accept() => r,
         };
         match accepted {

@@ -20,7 +20,9 @@
 //! Delivery: frames to one peer arrive in the order they were queued, with no duplicates. A frame
 //! is lost only around a [`PeerEvent::Down`]: frames sent since the previous `Up` may have been
 //! lost (written into a connection that then broke). Frames queued while the peer is down stay
-//! queued and go out once it is up again.
+//! queued and go out once it is up again. A peer that hangs without closing its sockets (for
+//! instance stopped with SIGSTOP) is not detected here: its queue fills up and `send` returns
+//! false; noticing it is the job of the user's heartbeats.
 //!
 //! Bounds: each peer's send queue holds `queue_frames` frames; when it is full, [`Peers::send`]
 //! drops the *new* frame (returns false) and the older queued ones are kept; [`Peers::send_wait`]
@@ -172,6 +174,16 @@ pub struct Peers {
     inner: Arc<Inner>,
 }
 
+impl std::fmt::Debug for Peers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peers")
+            .field("id", &self.inner.id)
+            .field("local_addr", &self.inner.local_addr)
+            .field("peers", &self.inner.queues.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
 struct Inner {
     id: PeerId,
     local_addr: SocketAddr,
@@ -200,7 +212,8 @@ impl Peers {
     }
 
     /// Starts the transport on a listener bound already (`cfg.listen` is not used), so that a
-    /// caller can learn every node's address before starting any of them.
+    /// caller can learn every node's address before starting any of them. Must be called from
+    /// within a tokio runtime (it spawns the transport's tasks).
     pub fn start_with(
         cfg: PeerConfig,
         listener: TcpListener,

@@ -320,7 +320,7 @@ async fn garbage_on_the_listener_closes_only_that_connection() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_small_frames_arrive_complete_and_in_order() {
     const N: u32 = 100_000;
     let mut nodes = cluster(&[1, 2], |_| {}).await;
