@@ -17,9 +17,8 @@
 //! then send `send_after_persist`; `send` may go at once; `decided` goes to the local learner.
 //! Durable state is read through the [`VoteStore`] trait; `src/node/` drives it with tokio and RocksDB.
 //!
-//! [`PaxosMsg::encode_into`] and [`PaxosMsg::decode`] give messages their wire form (`wire.rs`).
-//!
-//! Not yet here (issue 6): leader election with heartbeats and learner catch-up from acceptors.
+//! Not yet here (issue 6): leader election with heartbeats, learner catch-up from acceptors, and a
+//! wire encoding of [`PaxosMsg`].
 
 mod acceptor;
 mod batch;
