@@ -5,6 +5,7 @@
 //! - [`node`]: wires ordering, execution and sessions together; the only layer doing their I/O.
 //!   Its replica executes ordered commands: the one-partition case of the S-SMR engine, which a
 //!   partitioned `ssmr` module will generalise (oracle, signals, state exchange).
+//! - [`peer`]: the servers' TCP transport (peer port), moving opaque frames between numbered nodes.
 //! - [`multicast`]: atomic multicast built from Paxos groups; orders opaque commands.
 //! - [`zk`]: the ZooKeeper service as a deterministic state machine.
 //! - [`bench`]: `volery bench`, a load generator speaking the wire protocol (not a server layer).
@@ -14,6 +15,7 @@ pub mod client;
 pub mod config;
 pub mod multicast;
 pub mod node;
+pub mod peer;
 pub mod server;
 pub mod shell;
 pub mod zk;

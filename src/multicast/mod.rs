@@ -29,6 +29,7 @@ mod member;
 mod msg;
 #[cfg(test)]
 mod sim_test;
+mod wire;
 
 use std::collections::BTreeMap;
 
@@ -191,6 +192,9 @@ pub enum Error {
     /// Bytes that should hold a batch do not.
     #[error("malformed batch: {0}")]
     MalformedBatch(&'static str),
+    /// Bytes that should hold a [`PaxosMsg`] do not.
+    #[error("malformed message: {0}")]
+    MalformedMessage(&'static str),
     /// Options whose values contradict each other.
     #[error("invalid options: {0}")]
     InvalidOptions(&'static str),
