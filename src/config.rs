@@ -239,8 +239,23 @@ pub struct TomlConfig {
     pub autopurge_snap_retain_count: Option<u32>,
     pub autopurge_purge_interval_hours: Option<u32>,
     pub metrics: Option<TomlMetrics>,
+    /// The cluster's servers (`server.N` lines of zoo.cfg); this one is `server_id`.
+    pub servers: Option<Vec<TomlServer>>,
     /// ZooKeeper system properties, as `-D` takes them.
     pub properties: Option<BTreeMap<String, String>>,
+}
+
+/// One `[[servers]]` entry of volery.toml.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TomlServer {
+    pub id: u64,
+    pub host: String,
+    /// The port servers talk to each other on (ZooKeeper's quorum port).
+    pub peer_port: u16,
+    /// The server's client port (for clients and tools; each server's own `client_port` still
+    /// decides where it listens).
+    pub client_port: Option<u16>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -490,6 +505,39 @@ impl Config {
             }
             if let Some(p) = m.port {
                 cfg.metrics_addr.set_port(p);
+            }
+        }
+        for s in t.servers.unwrap_or_default() {
+            if s.id == 0 || s.id > u32::MAX as u64 {
+                return Err(bad("servers", format!("server id {} out of range", s.id)));
+            }
+            let client = match s.client_port {
+                Some(p) => Some(SocketAddr::new(
+                    parse_host(&s.host).map_err(|e| bad("servers.host", e))?,
+                    p,
+                )),
+                None => None,
+            };
+            let line = ServerLine {
+                host: s.host,
+                quorum_port: s.peer_port,
+                election_port: 0,
+                role: "participant".to_string(),
+                client,
+            };
+            if cfg.servers.insert(s.id, line).is_some() {
+                return Err(bad("servers", format!("server id {} listed twice", s.id)));
+            }
+        }
+        if !cfg.servers.is_empty() && !cfg.servers.contains_key(&cfg.server_id) {
+            return Err(bad(
+                "server_id",
+                format!("{} is not one of the [[servers]] ids", cfg.server_id),
+            ));
+        }
+        if t.client_port.is_none() {
+            if let Some(client) = cfg.servers.get(&cfg.server_id).and_then(|s| s.client) {
+                cfg.client_addr.set_port(client.port());
             }
         }
         for (k, v) in t.properties.unwrap_or_default() {
@@ -754,5 +802,37 @@ port = 0
             err.starts_with("v.toml: ") && err.contains("client_prot") && err.contains("line 1"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn toml_servers_make_a_cluster_member() {
+        let text = r#"
+server_id = 2
+data_dir = "/tmp/v2"
+[[servers]]
+id = 1
+host = "127.0.0.1"
+peer_port = 2888
+client_port = 2181
+[[servers]]
+id = 2
+host = "127.0.0.1"
+peer_port = 2889
+client_port = 2182
+[[servers]]
+id = 3
+host = "127.0.0.1"
+peer_port = 2890
+"#;
+        let (c, _) = Config::parse_toml(text, "cluster.toml").unwrap();
+        assert_eq!(c.server_id, 2);
+        assert_eq!(c.servers.len(), 3);
+        assert_eq!(c.servers[&3].quorum_port, 2890);
+        assert_eq!(c.client_addr.port(), 2182, "this server's client_port");
+        let wrong = text.replace("server_id = 2", "server_id = 9");
+        let e = Config::parse_toml(&wrong, "cluster.toml").unwrap_err();
+        assert!(e.to_string().contains("server_id"), "{e}");
+        let twice = text.replace("id = 3", "id = 1");
+        assert!(Config::parse_toml(&twice, "cluster.toml").is_err());
     }
 }

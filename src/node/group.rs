@@ -82,7 +82,10 @@ impl Default for GroupOptions {
 /// What the peer network hands the group.
 #[derive(Debug)]
 pub enum NetEvent {
-    Message { from: NodeId, msg: PaxosMsg },
+    Message {
+        from: NodeId,
+        msg: PaxosMsg,
+    },
     /// The link to a peer came up.
     Up(NodeId),
     /// The link to a peer broke: messages sent to it since it came up may be lost.
@@ -671,7 +674,9 @@ mod tests {
     async fn concurrent_submitters_get_one_total_order_exactly_once() {
         let dir = tempfile::tempdir().unwrap();
         let storage = Storage::open(dir.path()).unwrap();
-        let mut g = start(&storage, GroupOptions::default(), 0, None).await.unwrap();
+        let mut g = start(&storage, GroupOptions::default(), 0, None)
+            .await
+            .unwrap();
         const SUBMITTERS: usize = 32;
         const EACH: usize = 1500;
         let began = Instant::now();
@@ -723,7 +728,9 @@ mod tests {
     async fn closed_loop_submitters_share_fsyncs() {
         let dir = tempfile::tempdir().unwrap();
         let storage = Storage::open(dir.path()).unwrap();
-        let mut g = start(&storage, GroupOptions::default(), 0, None).await.unwrap();
+        let mut g = start(&storage, GroupOptions::default(), 0, None)
+            .await
+            .unwrap();
         const SUBMITTERS: usize = 32;
         const EACH: usize = 100;
         let mut done_tx = Vec::new();
@@ -844,7 +851,9 @@ mod tests {
         let last;
         {
             let storage = Storage::open(dir.path()).unwrap();
-            let mut g = start(&storage, GroupOptions::default(), 0, None).await.unwrap();
+            let mut g = start(&storage, GroupOptions::default(), 0, None)
+                .await
+                .unwrap();
             for i in 0..10 {
                 g.handle.submit(Bytes::from(format!("c{i}"))).await.unwrap();
                 collect(&mut g.deliveries, 1).await;
@@ -871,7 +880,9 @@ mod tests {
             Err(e) => assert_eq!(e, GroupError::CheckpointBehindTrim { after: 3, low: 7 }),
             Ok(_) => panic!("a checkpoint older than the trim must be refused"),
         }
-        let mut g = start(&storage, GroupOptions::default(), 6, None).await.unwrap();
+        let mut g = start(&storage, GroupOptions::default(), 6, None)
+            .await
+            .unwrap();
         let old = collect(&mut g.deliveries, 4).await;
         assert_eq!(
             old.iter().map(|d| d.instance).collect::<Vec<_>>(),

@@ -231,7 +231,8 @@ async fn serve_conn(
             }) => break err,
             Some(n @ Outbound::Notification(_)) => early.push(n),
             Some(Outbound::Reply { .. }) => {}
-            Some(Outbound::Close) | None => {
+            Some(Outbound::Close | Outbound::Reconnect) | None => {
+                // On Reconnect the session's createSession may have been lost with the leader.
                 node.detach(session, slot.id);
                 return Err(ConnError::NodeStopped);
             }
@@ -583,7 +584,9 @@ async fn write_loop(
                 Outbound::Notification(_) => {}
                 Outbound::Reconnect => {
                     if acct.me.outstanding.load(Ordering::Relaxed) > 0 {
-                        tracing::info!("leader changed with requests in flight; closing the connection");
+                        tracing::info!(
+                            "leader changed with requests in flight; closing the connection"
+                        );
                         close = true;
                     }
                 }

@@ -232,12 +232,13 @@ async fn server_summary(ctx: &Context, with_clients: bool) -> String {
     let facts = tree_facts(ctx).await;
     let _ = write!(
         out,
-        "Latency min/avg/max: {min}/{avg}/{max}\nReceived: {}\nSent: {}\nConnections: {}\nOutstanding: {}\nZxid: 0x{:x}\nMode: standalone\nNode count: {}\n",
+        "Latency min/avg/max: {min}/{avg}/{max}\nReceived: {}\nSent: {}\nConnections: {}\nOutstanding: {}\nZxid: 0x{:x}\nMode: {}\nNode count: {}\n",
         ctx.stats.packets_received.load(Ordering::Relaxed),
         ctx.stats.packets_sent.load(Ordering::Relaxed),
         ctx.conns.registry.len(),
         ctx.stats.outstanding.load(Ordering::Relaxed).max(0),
         ctx.node.last_zxid(),
+        ctx.node.mode(),
         facts.nodes,
     );
     out
@@ -546,7 +547,7 @@ async fn mntr(ctx: &Context) -> String {
         let _ = writeln!(out, "zk_{k}\t{v}");
     };
     kv("version", version());
-    kv("server_state", "standalone".into());
+    kv("server_state", ctx.node.mode().into());
     kv("ephemerals_count", facts.ephemerals.to_string());
     kv(
         "num_alive_connections",
