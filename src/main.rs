@@ -121,12 +121,8 @@ impl StartArgs {
             }
         }
         cfg.validate()?;
-        if !cfg.servers.is_empty() {
-            tracing::warn!(
-                server_id = cfg.server_id,
-                servers = cfg.servers.len(),
-                "zoo.cfg lists an ensemble; this server runs standalone (replication across servers is not implemented yet)"
-            );
+        if cfg.servers.values().any(|s| s.role == "observer") {
+            tracing::warn!("observers are not supported; every server.N line is a full member");
         }
         Ok(cfg)
     }

@@ -102,6 +102,8 @@ struct GroupState {
     progress_at: u64,
     last_next: Instance,
     catch_up_at: Option<u64>,
+    /// The end of the range the last catch-up asked for: once delivered, the next is asked at once.
+    catch_up_to: Instance,
     heartbeat_at: Option<u64>,
     /// Commands waiting for a leader to be known.
     waiting: VecDeque<Bytes>,
@@ -176,6 +178,7 @@ impl Member {
                     progress_at: now_ms,
                     last_next: next,
                     catch_up_at: None,
+                    catch_up_to: 0,
                     heartbeat_at: None,
                     waiting: VecDeque::new(),
                 }
@@ -642,6 +645,9 @@ impl Member {
         }
     }
 
+    /// Asks for missed decisions once the learner lagged without progress for `catch_up_ms`,
+    /// then range after range as each arrives, so a far-behind learner is not held to one range
+    /// per timeout.
     fn catch_up(&mut self, gi: usize, out: &mut Outputs) {
         let now = self.now;
         let next = self
@@ -654,15 +660,22 @@ impl Member {
             g.progress_at = now;
         }
         let (known, who) = g.known_delivered;
-        if known <= next || now.saturating_sub(g.progress_at) < self.opts.catch_up_ms {
+        if known <= next {
+            g.catch_up_to = 0;
             return;
         }
-        if g.catch_up_at
-            .is_some_and(|t| now.saturating_sub(t) < self.opts.catch_up_ms)
-        {
+        let patience = self.opts.catch_up_ms;
+        let due = match g.catch_up_at {
+            Some(t) if g.catch_up_to > 0 => {
+                next >= g.catch_up_to || now.saturating_sub(t) >= patience
+            }
+            _ => now.saturating_sub(g.progress_at) >= patience,
+        };
+        if !due {
             return;
         }
         g.catch_up_at = Some(now);
+        g.catch_up_to = next + self.opts.catch_up_batch;
         let to = match g.leader {
             Some((l, _)) if l != self.id => l,
             _ => who,
@@ -898,5 +911,30 @@ mod tests {
         for id in 1..=3 {
             assert_eq!(net.delivered[&id], cmds(&["x"]), "node {id}");
         }
+    }
+
+    #[test]
+    fn a_learner_far_behind_catches_up_range_after_range() {
+        let mut net = Net::new();
+        net.run(1000);
+        net.down.push(3);
+        let mut expected = Vec::new();
+        for i in 0..2000 {
+            let c: &'static str = Box::leak(format!("c{i}").into_boxed_str());
+            net.propose(1 + (i % 2) as NodeId, c);
+            expected.push(Bytes::from_static(c.as_bytes()));
+            net.run(1);
+        }
+        net.run(20);
+        assert_eq!(net.delivered[&1], expected);
+        let instances = net.members[&1].next_instance(G).unwrap();
+        assert!(
+            instances > 1000,
+            "one command per instance or so: {instances}"
+        );
+        net.down.clear();
+        // 2000 instances at 256 per range: well under one catch-up timeout per range.
+        net.run(200);
+        assert_eq!(net.delivered[&3], expected);
     }
 }

@@ -30,6 +30,8 @@ const CONNECT_XID: i32 = i32::MIN + 1;
 const WRITE_BATCH: usize = 64 * 1024;
 /// How long a closing connection waits for its last replies to be written.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// How long a handshake waits for this replica to reach the zxid its client has already seen.
+const CATCH_UP_WAIT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnError {
@@ -47,6 +49,8 @@ pub enum ConnError {
     SessionExpired(SessionId),
     #[error("the node stopped")]
     NodeStopped,
+    #[error("client has seen zxid {seen:#x}, this server only {ours:#x}: client must try another server")]
+    BehindClient { seen: i64, ours: i64 },
     #[error("ordering failed: {0}")]
     Node(#[from] NodeError),
 }
@@ -182,6 +186,18 @@ async fn serve_conn(
     };
     count_received(ctx, me, first.len());
     let connect = ignoring_trailing_bytes(&first, protocol::decode_connect_request)?;
+    // ZooKeeper's rule: a server behind what the client has seen refuses it, and the client tries
+    // another server. A replica still replaying or catching up gets a moment first.
+    let caught_up = Instant::now() + CATCH_UP_WAIT;
+    while connect.last_zxid_seen > node.last_zxid() {
+        if Instant::now() >= caught_up {
+            return Err(ConnError::BehindClient {
+                seen: connect.last_zxid_seen,
+                ours: node.last_zxid(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 
     let (tx, mut rx) = mpsc::unbounded_channel();
     let timeout = limits.negotiate_timeout(connect.timeout);
