@@ -4,7 +4,7 @@
 # Usage: compat/bench/run.sh --volery PATH [options]
 #   --volery PATH     the volery binary (cargo build --release), used as server and as load generator
 #   --bench PATH      another binary providing `bench` (default: the --volery binary)
-#   --targets LIST    comma separated among zk1,zk3,volery1 (default: all)
+#   --targets LIST    comma separated among zk1,zk3,volery1,volery3 (default: all)
 #   --warmup D        warm-up of every run (default 2s)
 #   --duration D      measured window of every run (default 8s)
 #   --sweep LIST      session counts of the throughput-vs-clients sweep (default 1,4,16,32,64)
@@ -13,7 +13,8 @@
 #   --note TEXT       a line added to the report (e.g. how the binary was built)
 #
 # Targets: zk1 = ZooKeeper standalone, zk3 = 3-server ensemble on 127.0.0.1 (forceSync on),
-# volery1 = Volery standalone. Loads: setData 1 KB and getData 1 KB, 32 sessions x 25 outstanding,
+# volery1 = Volery standalone, volery3 = a 3-server Volery cluster from the same kind of zoo.cfg
+# files (every vote fsync'd on every server). Loads: setData 1 KB and getData 1 KB, 32 sessions x 25 outstanding,
 # plus the sweep. Writes DIR/raw/*.json, DIR/README.md (table, ratios Volery/ZooKeeper) and SVG
 # charts. Every process started here is stopped on exit; 127.0.0.1 only.
 set -uo pipefail
@@ -23,7 +24,7 @@ ZKJAR=/usr/share/java/zookeeper.jar
 ZK_CP="/etc/zookeeper/conf:$ZKJAR"
 JAVA_OPTS=(-Xms512m -Xmx1g -Dzookeeper.admin.enableServer=false)
 
-VOLERY="" BENCH="" TARGETS="zk1,zk3,volery1" WARMUP=2s DURATION=8s SWEEP="1,4,16,32,64"
+VOLERY="" BENCH="" TARGETS="zk1,zk3,volery1,volery3" WARMUP=2s DURATION=8s SWEEP="1,4,16,32,64"
 OUT="$HERE/results"
 NOTES=()
 COMMAND="compat/bench/run.sh $*"
@@ -172,6 +173,26 @@ if wanted volery1; then
   mkdir -p "$WORK/volery1"
   start volery1 "$VOLERY" start --port "$P" --bind 127.0.0.1 --data-dir "$WORK/volery1" --max-client-cnxns 0
   if ready "127.0.0.1:$P"; then run_loads volery1 "127.0.0.1:$P"; fi
+  stop_all; SERVER_PIDS=""
+fi
+
+if wanted volery3; then
+  read -r -a PS <<<"$("${PY[@]}" ports 9)"
+  servers=""
+  for i in 1 2 3; do
+    d="$WORK/volery3-$i"; cp_=${PS[$((i - 1))]}
+    zk_cfg "$d" "$cp_"
+    echo "$i" >"$d/data/myid"
+    echo "metricsProvider.httpPort=0" >>"$d/zoo.cfg"
+    for j in 1 2 3; do
+      echo "server.$j=127.0.0.1:${PS[$((3 + 2 * (j - 1)))]}:${PS[$((4 + 2 * (j - 1)))]}" >>"$d/zoo.cfg"
+    done
+    servers="${servers:+$servers,}127.0.0.1:$cp_"
+  done
+  for i in 1 2 3; do
+    start "volery3-$i" "$VOLERY" start --zoo-cfg "$WORK/volery3-$i/zoo.cfg"
+  done
+  if ready ${servers//,/ }; then sleep 2; run_loads volery3 "$servers"; fi
   stop_all; SERVER_PIDS=""
 fi
 
