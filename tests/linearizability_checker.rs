@@ -67,7 +67,7 @@ fn assert_violation(ops: &[Operation]) -> Violation {
         Err(CheckError::Inconclusive { key, steps }) => {
             panic!("expected a violation, inconclusive on {key} after {steps} steps")
         }
-        Err(CheckError::Violation(v)) => v,
+        Err(CheckError::Violation(v)) => *v,
     }
 }
 
@@ -150,10 +150,7 @@ fn unknown_outcomes_may_or_may_not_have_taken_effect() {
         get(2, (9, 10), "z", 0),
     ]);
     // Unknown reads say nothing and are dropped.
-    assert_linearizable(&[
-        created(0, "a", (0, 1)),
-        unknown(1, Input::Get, 2),
-    ]);
+    assert_linearizable(&[created(0, "a", (0, 1)), unknown(1, Input::Get, 2)]);
     // But an unknown write that took effect still had to happen after its invocation.
     let v = assert_violation(&[
         created(0, "a", (0, 1)),
@@ -173,7 +170,8 @@ fn a_stale_read_after_an_acknowledged_write_is_a_violation() {
     assert_eq!(v.key, K);
     assert_eq!(v.stuck, get(2, (4, 5), "a", 0));
     assert_eq!(v.longest_prefix.len(), 2, "{v}");
-    assert!(v.window.contains(&v.stuck), "{v}");
+    assert!(v.pending.contains(&v.stuck), "{v}");
+    assert_eq!(v.context, v.longest_prefix, "{v}");
     let text = v.to_string();
     assert!(text.contains(K) && text.contains("get"), "{text}");
 }
@@ -298,7 +296,13 @@ enum Phase {
 /// from a real execution: every operation takes effect at one instant strictly inside its
 /// interval, so the history is linearizable. `unknown_percent` of operations are abandoned by
 /// their client, before or after taking effect.
-fn generate(seed: u64, keys: usize, clients: usize, ops: usize, unknown_percent: u64) -> Vec<Operation> {
+fn generate(
+    seed: u64,
+    keys: usize,
+    clients: usize,
+    ops: usize,
+    unknown_percent: u64,
+) -> Vec<Operation> {
     let mut rng = Rng(seed);
     let mut store: Vec<Option<(Vec<u8>, i32)>> = vec![None; keys];
     let mut history: Vec<Operation> = Vec::new();
@@ -370,7 +374,10 @@ fn generate(seed: u64, keys: usize, clients: usize, ops: usize, unknown_percent:
 
 /// Seeds for the random cases: `VOLERY_SEED` replays one.
 fn seeds(n: u64) -> Vec<u64> {
-    match std::env::var("VOLERY_SEED").ok().and_then(|s| s.parse().ok()) {
+    match std::env::var("VOLERY_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
         Some(seed) => vec![seed],
         None => (0..n).map(|i| 0x5eed_0000 + i).collect(),
     }

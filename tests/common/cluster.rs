@@ -266,7 +266,11 @@ impl Cluster {
     fn spawn(&mut self, i: usize) {
         let flavor = self.flavor;
         let member = &mut self.members[i];
-        assert!(member.child.is_none(), "server {} already running", member.id);
+        assert!(
+            member.child.is_none(),
+            "server {} already running",
+            member.id
+        );
         member.starts += 1;
         let log = std::fs::OpenOptions::new()
             .create(true)

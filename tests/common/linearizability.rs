@@ -44,8 +44,13 @@ pub enum Output {
     Created,
     NodeExists,
     /// setData succeeded; the reply's stat carries the new data version.
-    SetOk { version: i32 },
-    GetOk { value: Vec<u8>, version: i32 },
+    SetOk {
+        version: i32,
+    },
+    GetOk {
+        value: Vec<u8>,
+        version: i32,
+    },
     Deleted,
     NoNode,
     /// Any other definite reply (an unexpected error code): the model never produces it.
@@ -234,7 +239,7 @@ pub struct Report {
 #[derive(Clone, Debug)]
 pub enum CheckError {
     /// No order of the key's operations is legal.
-    Violation(Violation),
+    Violation(Box<Violation>),
     /// The search hit [`Limits::max_steps_per_key`].
     Inconclusive { key: String, steps: u64 },
 }
@@ -251,9 +256,11 @@ pub struct Violation {
     pub state: String,
     /// The operation that returned before it could be linearized after the longest prefix.
     pub stuck: Operation,
-    /// The window around it: the last operations of the prefix, then every operation that was
-    /// pending (invoked, not linearized) when `stuck` returned, in invocation order.
-    pub window: Vec<Operation>,
+    /// The last operations of the longest prefix, in their linearization order.
+    pub context: Vec<Operation>,
+    /// The operations pending (invoked, not linearized) when `stuck` returned, in invocation
+    /// order, the latest ones if there are many: no order of these fits the state after `context`.
+    pub pending: Vec<Operation>,
 }
 
 impl fmt::Display for CheckError {
@@ -280,8 +287,12 @@ impl fmt::Display for Violation {
             self.state
         )?;
         writeln!(f, "stuck at: {}", self.stuck)?;
-        writeln!(f, "window:")?;
-        for op in &self.window {
+        writeln!(f, "last linearized operations:")?;
+        for op in &self.context {
+            writeln!(f, "  {op}")?;
+        }
+        writeln!(f, "pending operations, none of which can go next:")?;
+        for op in &self.pending {
             writeln!(f, "  {op}")?;
         }
         Ok(())
@@ -349,9 +360,7 @@ fn step(state: State, input: In, out: Option<Out>) -> Option<State> {
     let (next, answer) = match (input, state) {
         (In::Create(v), None) => (Some((v, 0)), Out::Created),
         (In::Create(_), Some(s)) => (Some(s), Out::NodeExists),
-        (In::Set(v), Some((_, version))) => {
-            (Some((v, version + 1)), Out::SetOk(version + 1))
-        }
+        (In::Set(v), Some((_, version))) => (Some((v, version + 1)), Out::SetOk(version + 1)),
         (In::Set(_), None) => (None, Out::NoNode),
         (In::Get, Some((v, version))) => (Some((v, version)), Out::GetOk(v, version)),
         (In::Get, None) => (None, Out::NoNode),
@@ -520,9 +529,9 @@ fn check_key(key: &str, ops: &[&Operation], limits: Limits) -> Result<u64, Check
             }
             let Some((call, before)) = stack.pop() else {
                 let (order, state, stuck) = best.expect("a dead end was recorded");
-                return Err(CheckError::Violation(explain(
+                return Err(CheckError::Violation(Box::new(explain(
                     key, ops, &values, &order, state, stuck,
-                )));
+                ))));
             };
             let undone = list.op[call];
             linearized[undone / 64] &= !(1 << (undone % 64));
@@ -559,7 +568,7 @@ fn explain(
     let done: HashSet<usize> = order.iter().copied().collect();
     const CONTEXT: usize = 3;
     const PENDING: usize = 16;
-    let mut window: Vec<Operation> = order
+    let context: Vec<Operation> = order
         .iter()
         .rev()
         .take(CONTEXT)
@@ -577,13 +586,13 @@ fn explain(
     if !pending.iter().any(|o| o == stuck_op) {
         pending.push(stuck_op.clone());
     }
-    window.extend(pending);
     Violation {
         key: key.to_string(),
         operations: ops.len(),
         longest_prefix: order.iter().map(|&i| ops[i].clone()).collect(),
         state: state_text,
         stuck: stuck_op.clone(),
-        window,
+        context,
+        pending,
     }
 }
