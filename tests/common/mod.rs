@@ -8,6 +8,8 @@
 //! so no test leaves a process behind, even when it panics.
 #![allow(dead_code)]
 
+pub mod cluster;
+pub mod linearizability;
 pub mod raw;
 
 use std::future::Future;
