@@ -1,6 +1,6 @@
 //! The bytes of an ordered command: what the multicast layer carries and the acceptors persist.
 //!
-//! Layout: `kind: u8, session: i64, xid: i32`, then per kind: CreateSession `timeout: i32, passwd,
+//! Layout: the origin `server: u32, conn: u64`, then `kind: u8, session: i64, xid: i32`, then per kind: CreateSession `timeout: i32, passwd,
 //! ip`; ReconnectSession `passwd, ip`; CloseSession nothing; AddAuth `scheme, auth`; Request the
 //! request exactly as the client sent it (jute `RequestHeader` + body), so the log holds ZooKeeper's
 //! own encoding; DeleteContainer `path`. Buffers and strings are jute-style: an i32 length, then the bytes.
@@ -29,13 +29,25 @@ pub enum CommandError {
     Request(String),
 }
 
+/// Where a command was submitted: only that server answers it, and only on that connection (a
+/// session that moved to another connection or server does not get replies to its old requests).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Origin {
+    pub server: u32,
+    pub conn: u64,
+}
+
+const ORIGIN_LEN: usize = 12;
+
 /// Encodes a command for ordering. `time_ms` is not carried: the coordinator stamps each batch.
-pub fn encode(cmd: &Command) -> Bytes {
+pub fn encode(cmd: &Command, origin: Origin) -> Bytes {
     let body = match &cmd.op {
         Op::Request(req) => protocol::wire::REQUEST_HEADER_LEN + req.encoded_len(),
         _ => 64,
     };
-    let mut out = BytesMut::with_capacity(13 + body);
+    let mut out = BytesMut::with_capacity(ORIGIN_LEN + 13 + body);
+    out.put_u32(origin.server);
+    out.put_u64(origin.conn);
     let kind = match &cmd.op {
         Op::CreateSession { .. } => CREATE_SESSION,
         Op::ReconnectSession { .. } => RECONNECT_SESSION,
@@ -79,10 +91,14 @@ pub fn encode(cmd: &Command) -> Bytes {
 }
 
 /// Decodes a command delivered by the multicast layer, stamping it with its batch's time.
-pub fn decode(mut b: &[u8], time_ms: i64) -> Result<Command, CommandError> {
-    if b.remaining() < 13 {
+pub fn decode(mut b: &[u8], time_ms: i64) -> Result<(Origin, Command), CommandError> {
+    if b.remaining() < ORIGIN_LEN + 13 {
         return Err(CommandError::Truncated);
     }
+    let origin = Origin {
+        server: b.get_u32(),
+        conn: b.get_u64(),
+    };
     let kind = b.get_u8();
     let session = b.get_i64();
     let xid = b.get_i32();
@@ -121,12 +137,15 @@ pub fn decode(mut b: &[u8], time_ms: i64) -> Result<Command, CommandError> {
         },
         k => return Err(CommandError::UnknownKind(k)),
     };
-    Ok(Command {
-        session,
-        xid,
-        time_ms,
-        op,
-    })
+    Ok((
+        origin,
+        Command {
+            session,
+            xid,
+            time_ms,
+            op,
+        },
+    ))
 }
 
 fn put_buf(out: &mut BytesMut, b: &[u8]) {
@@ -164,8 +183,12 @@ mod tests {
             time_ms: 7,
             op,
         };
-        let bytes = encode(&cmd);
-        assert_eq!(decode(&bytes, 7), Ok(cmd));
+        let origin = Origin {
+            server: 3,
+            conn: 0x0a0b_0c0d_0e0f,
+        };
+        let bytes = encode(&cmd, origin);
+        assert_eq!(decode(&bytes, 7), Ok((origin, cmd)));
     }
 
     #[test]
@@ -199,7 +222,7 @@ mod tests {
     #[test]
     fn garbage_is_an_error_not_a_panic() {
         assert_eq!(decode(&[], 0), Err(CommandError::Truncated));
-        assert_eq!(decode(&[9; 13], 0), Err(CommandError::UnknownKind(9)));
+        assert_eq!(decode(&[9; 25], 0), Err(CommandError::UnknownKind(9)));
         let mut b = encode(&Command {
             session: 1,
             xid: 1,
@@ -208,7 +231,7 @@ mod tests {
                 scheme: "digest".into(),
                 auth: vec![1, 2, 3],
             },
-        })
+        }, Origin::default())
         .to_vec();
         b.truncate(b.len() - 1);
         assert_eq!(decode(&b, 0), Err(CommandError::Truncated));

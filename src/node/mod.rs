@@ -100,9 +100,14 @@ pub type Inspection = Box<dyn FnOnce(&Zk) + Send>;
 const INSPECT_CAPACITY: usize = 64;
 
 impl Node {
-    /// Submits a command for ordering. Its reply reaches the session's route once executed.
-    pub async fn submit(&self, cmd: &Command) -> Result<(), NodeError> {
-        self.inner.group.submit(command::encode(cmd)).await?;
+    /// Submits a command for ordering on behalf of connection `conn` (0 for the node's own). Its
+    /// reply reaches that connection once executed, if the session is still routed to it.
+    pub async fn submit(&self, cmd: &Command, conn: u64) -> Result<(), NodeError> {
+        let origin = command::Origin {
+            server: self.server_id(),
+            conn,
+        };
+        self.inner.group.submit(command::encode(cmd, origin)).await?;
         Ok(())
     }
 

@@ -100,7 +100,7 @@ impl Replica {
     fn order(&self, cmd: Command) {
         let node = self.node.clone();
         tokio::spawn(async move {
-            if let Err(e) = node.submit(&cmd).await {
+            if let Err(e) = node.submit(&cmd, 0).await {
                 tracing::warn!(error = %e, "could not order an internal command");
             }
         });
@@ -115,7 +115,7 @@ impl Replica {
         let time_ms = d.time_ms as i64;
         for bytes in &d.commands {
             match command::decode(bytes, time_ms) {
-                Ok(cmd) => self.execute(&cmd),
+                Ok((origin, cmd)) => self.execute(&cmd, origin),
                 Err(e) => {
                     tracing::error!(instance = d.instance, error = %e, "undecodable command skipped")
                 }
@@ -128,7 +128,7 @@ impl Replica {
         );
     }
 
-    fn execute(&mut self, cmd: &Command) {
+    fn execute(&mut self, cmd: &Command, origin: command::Origin) {
         let last = self.zk.last_zxid();
         let zxid = if Zk::is_write(&cmd.op) {
             last + 1
@@ -160,15 +160,20 @@ impl Replica {
             err: applied.err.as_i32(),
             response: applied.response,
         };
+        let ours = |route: &super::Route| {
+            cmd.xid != INTERNAL_XID
+                && origin.server == self.node.server_id()
+                && origin.conn == route.conn
+        };
         if matches!(cmd.op, Op::CloseSession) {
             if let Some(route) = self.node.remove_route(cmd.session) {
-                if cmd.xid != INTERNAL_XID {
+                if ours(&route) {
                     let _ = route.tx.send(reply);
                 }
                 let _ = route.tx.send(Outbound::Close);
             }
-        } else if cmd.xid != INTERNAL_XID {
-            if let Some(route) = self.node.route(cmd.session) {
+        } else if let Some(route) = self.node.route(cmd.session) {
+            if ours(&route) {
                 let _ = route.tx.send(reply);
             }
         }

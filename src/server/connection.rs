@@ -229,12 +229,15 @@ async fn serve_conn(
             let _ = old.tx.send(Outbound::Close);
         }
     }
-    node.submit(&Command {
-        session,
-        xid: CONNECT_XID,
-        time_ms: 0,
-        op,
-    })
+    node.submit(
+        &Command {
+            session,
+            xid: CONNECT_XID,
+            time_ms: 0,
+            op,
+        },
+        slot.id,
+    )
     .await?;
 
     let mut early = Vec::new();
@@ -304,6 +307,7 @@ async fn serve_conn(
     ));
     let conn = ReadSide {
         session,
+        id: slot.id,
         node,
         tx: &tx,
         pending: pending_tx,
@@ -398,6 +402,8 @@ fn count_sent(ctx: &Context, me: &ConnStats, packets: u64) {
 /// What the reader of an established session works with.
 struct ReadSide<'a> {
     session: SessionId,
+    /// This connection's id: its commands are answered only here.
+    id: u64,
     node: &'a Node,
     tx: &'a mpsc::UnboundedSender<Outbound>,
     /// Requests in the order their replies will come back, for the writer's latency accounting.
@@ -420,6 +426,7 @@ impl ReadSide<'_> {
 async fn read_loop(reader: &mut FrameReader, conn: &ReadSide<'_>) -> Result<Ended, ConnError> {
     let ReadSide {
         session,
+        id,
         node,
         tx,
         permits,
@@ -482,7 +489,7 @@ async fn read_loop(reader: &mut FrameReader, conn: &ReadSide<'_>) -> Result<Ende
                     op: Op::CloseSession,
                 };
                 conn.expect_reply(header.xid, header.op, received);
-                node.submit(&close).await?;
+                node.submit(&close, id).await?;
                 return Ok(Ended::Closing);
             }
             request => {
@@ -496,12 +503,15 @@ async fn read_loop(reader: &mut FrameReader, conn: &ReadSide<'_>) -> Result<Ende
             }
         };
         conn.expect_reply(header.xid, header.op, received);
-        node.submit(&Command {
-            session,
-            xid: header.xid,
-            time_ms: 0,
-            op,
-        })
+        node.submit(
+            &Command {
+                session,
+                xid: header.xid,
+                time_ms: 0,
+                op,
+            },
+            id,
+        )
         .await?;
     }
     Ok(Ended::Eof)
