@@ -691,6 +691,9 @@ impl Member {
             let Some(gi) = self.index(d.group) else {
                 continue;
             };
+            if let Some(c) = &mut self.groups[gi].coordinator {
+                c.learned(d.instance, &d.value);
+            }
             if d.instance < self.learner.next_instance(d.group).unwrap_or(1) {
                 continue;
             }
@@ -710,7 +713,7 @@ impl Member {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::multicast::{MemVoteStore, VoteStore};
+    use crate::multicast::{AcceptorState, Batch, MemVoteStore, VoteStore};
 
     const G: GroupId = 7;
 
@@ -866,6 +869,94 @@ mod tests {
         for id in 1..=3 {
             assert_eq!(net.delivered[&id], cmds(&["a", "b", "c", "d"]), "node {id}");
         }
+    }
+
+    /// Regression (found by the simulation, seed 305): a coordinator that re-proposed an instance
+    /// from Phase 1 kept it in flight after the instance was decided elsewhere and trimmed by
+    /// every acceptor. Acceptors ignore Accepts below their low mark, so it waited forever, its
+    /// pipeline never idled, it proposed no skips, and every merging learner stalled.
+    #[test]
+    fn an_instance_learned_elsewhere_leaves_the_pipeline() {
+        let mut m = Member::new(
+            MemberConfig {
+                id: 1,
+                groups: vec![GroupSpec {
+                    group: G,
+                    members: vec![1, 2, 3],
+                }],
+                next: vec![1],
+                options: MemberOptions::default(),
+            },
+            vec![AcceptorState::default()],
+            0,
+        )
+        .unwrap();
+        let heartbeat = PaxosMsg::Heartbeat {
+            group: G,
+            leading: None,
+            delivered: 1,
+            checkpointed: 1,
+        };
+        let mut now = 0;
+        let mut prepared = None;
+        while prepared.is_none() && now < 2000 {
+            now += 10;
+            m.step(2, heartbeat.clone(), now, now);
+            m.step(3, heartbeat.clone(), now, now);
+            let out = m.tick(now, now);
+            prepared = out.send.iter().find_map(|e| match e.msg {
+                PaxosMsg::Prepare { ballot, .. } => Some(ballot),
+                _ => None,
+            });
+        }
+        let ballot = prepared.expect("node 1 starts phase 1");
+        // Acceptor 2 holds an undecided vote in instance 1 from an older ballot: the new leader
+        // proposes it again.
+        let old = Batch::new(5, vec![Bytes::from_static(b"old")]);
+        for from in [2, 3] {
+            let accepted = if from == 2 {
+                vec![(1, Ballot::new(0, 2), old.clone())]
+            } else {
+                vec![]
+            };
+            m.step(
+                from,
+                PaxosMsg::Promise {
+                    group: G,
+                    ballot,
+                    low: 1,
+                    accepted,
+                },
+                now,
+                now,
+            );
+        }
+        assert!(m.is_leader(G));
+        // The instance turns out decided (a catch-up answer); the acceptors trimmed it and will
+        // never answer the leader's Accepts for it.
+        let out = m.step(
+            2,
+            PaxosMsg::Decision {
+                group: G,
+                instance: 1,
+                ballot: Ballot::new(0, 2),
+                value: old,
+            },
+            now,
+            now,
+        );
+        assert_eq!(out.delivered.len(), 1);
+        let mut proposed_after = false;
+        for _ in 0..50 {
+            now += 1;
+            m.step(2, heartbeat.clone(), now, now);
+            let out = m.tick(now, now);
+            proposed_after |= out
+                .send
+                .iter()
+                .any(|e| matches!(e.msg, PaxosMsg::Accept { instance, .. } if instance > 1));
+        }
+        assert!(proposed_after, "the leader goes on (skips) past instance 1");
     }
 
     #[test]
