@@ -90,6 +90,8 @@ struct Scenario {
     fsync_max_ms: u64,
     /// Per node and ms.
     crash_ppm: u64,
+    /// Per ms: every node crashes at once.
+    power_failure_ppm: u64,
     down_max_ms: u64,
     /// Per ms.
     partition_ppm: u64,
@@ -104,6 +106,9 @@ struct Scenario {
 impl Scenario {
     fn draw(rng: &mut Rng) -> Scenario {
         let groups = if rng.below(4) == 0 { 1 } else { 2 };
+        // Some runs have slow disks and crash storms.
+        let slow_disk = rng.below(4) == 0;
+        let storm = rng.below(4) == 0;
         Scenario {
             groups: GROUPS[..groups].to_vec(),
             merge_m: rng.range(1, 3),
@@ -111,8 +116,9 @@ impl Scenario {
             latency_max_ms: rng.range(1, 12),
             drop_ppm: rng.range(0, 100_000),
             dup_ppm: rng.range(0, 50_000),
-            fsync_max_ms: rng.range(1, 8),
-            crash_ppm: rng.range(0, 1_000),
+            fsync_max_ms: rng.range(1, if slow_disk { 25 } else { 8 }),
+            crash_ppm: rng.range(0, if storm { 6_000 } else { 1_000 }),
+            power_failure_ppm: rng.range(0, 300),
             down_max_ms: rng.range(50, 1_500),
             partition_ppm: rng.range(0, 2_000),
             heal_ppm: rng.range(500, 3_000),
@@ -173,6 +179,7 @@ struct SimNode {
     replica: Replica,
     checkpoint: Replica,
     skew_ms: u64,
+    fsync_max_ms: u64,
     down_until: u64,
 }
 
@@ -186,6 +193,9 @@ struct Stats {
     checkpoints: u64,
     fsyncs: u64,
     leader_changes: u64,
+    /// Instances stamped earlier than an instance before them in their group.
+    time_regressions: u64,
+    max_regression_ms: u64,
 }
 
 struct World {
@@ -205,6 +215,8 @@ struct World {
     /// The one merged sequence every replica's history is a prefix of.
     common: Vec<(GroupId, Instance)>,
     common_commands: Vec<u64>,
+    /// Per group, the timestamp of the last instance in `common`.
+    group_time: BTreeMap<GroupId, u64>,
     delivered_at: BTreeMap<u64, usize>,
     /// Command -> proposed in the liveness phase.
     proposed: BTreeMap<u64, bool>,
@@ -244,6 +256,8 @@ impl World {
                 replica: empty.clone(),
                 checkpoint: empty.clone(),
                 skew_ms: rng.range(0, sc.skew_max_ms),
+                // One node in four has a disk several times slower than the others'.
+                fsync_max_ms: sc.fsync_max_ms * if rng.below(4) == 0 { 6 } else { 1 },
                 down_until: 0,
             })
             .collect();
@@ -261,6 +275,7 @@ impl World {
             decided: BTreeMap::new(),
             common: Vec::new(),
             common_commands: Vec::new(),
+            group_time: BTreeMap::new(),
             delivered_at: BTreeMap::new(),
             proposed: BTreeMap::new(),
             next_cmd: 0,
@@ -324,7 +339,19 @@ impl World {
                 d.group, d.instance
             )),
             Some(_) => {}
-            None => self.common.push((d.group, d.instance)),
+            None => {
+                // Not an invariant: a pipelined batch whose vote survives a leader change keeps
+                // its old stamp and may follow a newer batch. Counted; a replica that needs
+                // monotonic time takes max(previous, time_ms).
+                let last = self.group_time.entry(d.group).or_insert(0);
+                if d.value.time_ms < *last {
+                    self.stats.time_regressions += 1;
+                    self.stats.max_regression_ms =
+                        self.stats.max_regression_ms.max(*last - d.value.time_ms);
+                }
+                *last = (*last).max(d.value.time_ms);
+                self.common.push((d.group, d.instance));
+            }
         }
         let r = &mut self.nodes[i].replica;
         r.deliveries += 1;
@@ -455,7 +482,7 @@ impl World {
     }
 
     fn start_fsync(&mut self, i: usize) {
-        let delay = self.rng.range(1, self.sc.fsync_max_ms);
+        let delay = self.rng.range(1, self.nodes[i].fsync_max_ms);
         let n = &mut self.nodes[i];
         if n.member.is_some() && n.fsync.is_none() && n.produced > n.durable {
             n.fsync = Some((self.now + delay, n.produced));
@@ -602,6 +629,11 @@ impl World {
                     self.restart(i);
                 }
             }
+            if self.rng.chance(self.sc.power_failure_ppm) {
+                for i in 0..self.nodes.len() {
+                    self.crash(i);
+                }
+            }
             if self.rng.chance(self.sc.partition_ppm) {
                 self.partition();
             }
@@ -702,6 +734,19 @@ impl World {
                         .collect::<Vec<_>>()
                 })
                 .collect();
+            if std::env::var_os("VOLERY_SIM_VERBOSE").is_some() {
+                for n in &self.nodes {
+                    eprintln!(
+                        "node {} fsync {:?} held {} produced {} durable {} member {:#?}",
+                        n.id,
+                        n.fsync,
+                        n.held.len(),
+                        n.produced,
+                        n.durable,
+                        n.member
+                    );
+                }
+            }
             self.fail(format!(
                 "liveness: {short} of {} commands not delivered everywhere (never delivered: \
                  {missing:?}); positions {positions:?}; leaders {leaders:?}",
@@ -750,6 +795,8 @@ struct Totals {
     lost: u64,
     crashes: u64,
     partitions: u64,
+    time_regressions: u64,
+    max_regression_ms: u64,
 }
 
 fn run(seed: u64, totals: &mut Totals) {
@@ -772,6 +819,8 @@ fn run(seed: u64, totals: &mut Totals) {
     totals.lost += lost;
     totals.crashes += w.stats.crashes;
     totals.partitions += w.stats.partitions;
+    totals.time_regressions += w.stats.time_regressions;
+    totals.max_regression_ms = totals.max_regression_ms.max(w.stats.max_regression_ms);
     if std::env::var_os("VOLERY_SIM_VERBOSE").is_some() {
         eprintln!(
             "seed {seed}: {} ms, {} instances, {} commands ({lost} lost in faults), {:?}, {:?}",
@@ -805,7 +854,8 @@ fn members_agree_and_recover_under_faults() {
     }
     eprintln!(
         "sim_member: {} seeds, {} simulated ms steps, {} messages, {} merged instances, \
-         {} commands proposed ({} proposed during faults were lost), {} crashes, {} partitions",
+         {} commands proposed ({} proposed during faults were lost), {} crashes, {} partitions, \
+         {} batches stamped earlier than their predecessor in the group (at most {} ms)",
         totals.seeds,
         totals.ms,
         totals.messages,
@@ -813,7 +863,9 @@ fn members_agree_and_recover_under_faults() {
         totals.commands,
         totals.lost,
         totals.crashes,
-        totals.partitions
+        totals.partitions,
+        totals.time_regressions,
+        totals.max_regression_ms
     );
     assert!(totals.instances > 0);
 }
