@@ -379,6 +379,14 @@ impl Coordinator {
         }
     }
 
+    /// Every instance below `next` is decided and the caller learned it: stops proposing them.
+    /// Phase 1 re-proposes such an instance when a promise sent before the acceptors trimmed it
+    /// arrives after the caller learned it; trimmed acceptors would never answer.
+    pub fn learned_below(&mut self, next: Instance) {
+        self.in_flight = self.in_flight.split_off(&next);
+        self.displaced = self.displaced.split_off(&next);
+    }
+
     fn send_prepare(&mut self, out: &mut Outputs) {
         if let Phase::Preparing { promises, sent_at } = &mut self.phase {
             promises.clear();

@@ -641,6 +641,13 @@ impl Member {
 
     /// Once the local coordinator leads, this node is the leader; waiting commands go to it.
     fn promote(&mut self, gi: usize, wall_ms: u64, out: &mut Outputs) {
+        let next = self
+            .learner
+            .next_instance(self.groups[gi].group)
+            .unwrap_or(1);
+        if let Some(c) = &mut self.groups[gi].coordinator {
+            c.learned_below(next);
+        }
         let g = &self.groups[gi];
         let Some(c) = g.coordinator.as_ref().filter(|c| c.is_leading()) else {
             return;
@@ -895,12 +902,11 @@ mod tests {
         }
     }
 
-    /// Regression (found by the simulation, seed 305): a coordinator that re-proposed an instance
-    /// from Phase 1 kept it in flight after the instance was decided elsewhere and trimmed by
-    /// every acceptor. Acceptors ignore Accepts below their low mark, so it waited forever, its
-    /// pipeline never idled, it proposed no skips, and every merging learner stalled.
-    #[test]
-    fn an_instance_learned_elsewhere_leaves_the_pipeline() {
+    /// Drives node 1 to lead after acceptor 2 reports an undecided vote in instance 1 from an
+    /// older ballot; the decision of instance 1 reaches node 1 (as a catch-up answer would)
+    /// before or after its Phase 1 ends. The acceptors trimmed instance 1 and never answer
+    /// Accepts for it. True when the leader goes on past instance 1 (skips).
+    fn leads_past_a_trimmed_instance(decision_first: bool) -> bool {
         let mut m = Member::new(
             MemberConfig {
                 id: 1,
@@ -934,42 +940,34 @@ mod tests {
             });
         }
         let ballot = prepared.expect("node 1 starts phase 1");
-        // Acceptor 2 holds an undecided vote in instance 1 from an older ballot: the new leader
-        // proposes it again.
         let old = Batch::new(5, vec![Bytes::from_static(b"old")]);
+        let decision = PaxosMsg::Decision {
+            group: G,
+            instance: 1,
+            ballot: Ballot::new(0, 2),
+            value: old.clone(),
+        };
+        if decision_first {
+            assert_eq!(m.step(2, decision.clone(), now, now).delivered.len(), 1);
+        }
         for from in [2, 3] {
             let accepted = if from == 2 {
                 vec![(1, Ballot::new(0, 2), old.clone())]
             } else {
                 vec![]
             };
-            m.step(
-                from,
-                PaxosMsg::Promise {
-                    group: G,
-                    ballot,
-                    low: 1,
-                    accepted,
-                },
-                now,
-                now,
-            );
+            let promise = PaxosMsg::Promise {
+                group: G,
+                ballot,
+                low: 1,
+                accepted,
+            };
+            m.step(from, promise, now, now);
         }
         assert!(m.is_leader(G));
-        // The instance turns out decided (a catch-up answer); the acceptors trimmed it and will
-        // never answer the leader's Accepts for it.
-        let out = m.step(
-            2,
-            PaxosMsg::Decision {
-                group: G,
-                instance: 1,
-                ballot: Ballot::new(0, 2),
-                value: old,
-            },
-            now,
-            now,
-        );
-        assert_eq!(out.delivered.len(), 1);
+        if !decision_first {
+            assert_eq!(m.step(2, decision, now, now).delivered.len(), 1);
+        }
         let mut proposed_after = false;
         for _ in 0..50 {
             now += 1;
@@ -980,7 +978,23 @@ mod tests {
                 .iter()
                 .any(|e| matches!(e.msg, PaxosMsg::Accept { instance, .. } if instance > 1));
         }
-        assert!(proposed_after, "the leader goes on (skips) past instance 1");
+        proposed_after
+    }
+
+    /// Regression (found by the simulation, seeds 305 and 551): a leader kept an instance it
+    /// re-proposed from Phase 1 in flight after the instance was decided elsewhere and trimmed by
+    /// every acceptor. Acceptors ignore Accepts below their low mark, so it waited forever, its
+    /// pipeline never idled, it proposed no skips, and every merging learner stalled.
+    #[test]
+    fn an_instance_learned_elsewhere_leaves_the_pipeline() {
+        assert!(
+            leads_past_a_trimmed_instance(false),
+            "learned while in flight"
+        );
+        assert!(
+            leads_past_a_trimmed_instance(true),
+            "learned before phase 1 ended"
+        );
     }
 
     /// Regression: a coordinator sent Prepare for a ballot before that ballot was durable at its
