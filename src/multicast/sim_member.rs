@@ -18,7 +18,8 @@
 //!   group and the delivered prefix) and reports them with [`Member::checkpointed`].
 //! - Clients propose unique commands (a u64) at random live nodes in random groups.
 //!
-//! Checked at every event: a decided instance never changes (every [`Decision`] in `decided` and
+//! Checked at every event: a ballot proposes one value per instance; a decided instance never
+//! changes (every [`Decision`] in `decided` and
 //! every [`PaxosMsg::Decision`] sent); each group is delivered in consecutive instance order; every
 //! replica's delivered sequence (the checkpointed prefix plus what it delivered since its last
 //! restart) is a prefix of one common merged sequence; no command is delivered twice; only
@@ -40,7 +41,7 @@ use bytes::Bytes;
 use super::*;
 
 /// Seeds run by default (kept small so the test stays fast in the dev profile).
-const DEFAULT_SEEDS: u64 = 24;
+const DEFAULT_SEEDS: u64 = 200;
 const NODES: [NodeId; 3] = [1, 2, 3];
 const GROUPS: [GroupId; 2] = [10, 20];
 /// Quiet time after healing before liveness commands are proposed.
@@ -92,6 +93,8 @@ struct Scenario {
     crash_ppm: u64,
     /// Per ms: every node crashes at once.
     power_failure_ppm: u64,
+    /// Per leadership won: the new leader crashes within 40 ms.
+    new_leader_crash_ppm: u64,
     down_max_ms: u64,
     /// Per ms.
     partition_ppm: u64,
@@ -119,6 +122,11 @@ impl Scenario {
             fsync_max_ms: rng.range(1, if slow_disk { 25 } else { 8 }),
             crash_ppm: rng.range(0, if storm { 6_000 } else { 1_000 }),
             power_failure_ppm: rng.range(0, 300),
+            new_leader_crash_ppm: if rng.below(3) == 0 {
+                rng.range(0, 500_000)
+            } else {
+                0
+            },
             down_max_ms: rng.range(50, 1_500),
             partition_ppm: rng.range(0, 2_000),
             heal_ppm: rng.range(500, 3_000),
@@ -181,6 +189,8 @@ struct SimNode {
     skew_ms: u64,
     fsync_max_ms: u64,
     down_until: u64,
+    /// A crash scheduled for a node that just became leader.
+    crash_at: Option<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -212,6 +222,8 @@ struct World {
     cut: BTreeSet<(NodeId, NodeId)>,
     faults: bool,
     decided: BTreeMap<(GroupId, Instance), Batch>,
+    /// The value each ballot proposed in each instance (one at most).
+    proposals: BTreeMap<(GroupId, Instance, Ballot), Batch>,
     /// The one merged sequence every replica's history is a prefix of.
     common: Vec<(GroupId, Instance)>,
     common_commands: Vec<u64>,
@@ -256,9 +268,16 @@ impl World {
                 replica: empty.clone(),
                 checkpoint: empty.clone(),
                 skew_ms: rng.range(0, sc.skew_max_ms),
-                // One node in four has a disk several times slower than the others'.
-                fsync_max_ms: sc.fsync_max_ms * if rng.below(4) == 0 { 6 } else { 1 },
+                // One node in four has a disk several times slower than the others'. Phase 1
+                // must fit in `election_ms` (80): two fsyncs and a round trip; a slower disk makes
+                // its node, the lowest id alive, restart Phase 1 forever with the group leaderless.
+                fsync_max_ms: if rng.below(4) == 0 {
+                    (sc.fsync_max_ms * 6).min(30)
+                } else {
+                    sc.fsync_max_ms
+                },
                 down_until: 0,
+                crash_at: None,
             })
             .collect();
         let mut w = World {
@@ -273,6 +292,7 @@ impl World {
             cut: BTreeSet::new(),
             faults: true,
             decided: BTreeMap::new(),
+            proposals: BTreeMap::new(),
             common: Vec::new(),
             common_commands: Vec::new(),
             group_time: BTreeMap::new(),
@@ -391,6 +411,25 @@ impl World {
             let value = value.clone();
             self.check_decision(*group, *instance, &value);
         }
+        if let PaxosMsg::Accept {
+            group,
+            ballot,
+            instance,
+            value,
+        } = &e.msg
+        {
+            match self.proposals.get(&(*group, *instance, *ballot)) {
+                Some(v) if v != value => self.fail(format!(
+                    "ballot {ballot:?} proposed {v:?} and {value:?} in instance {instance} of \
+                     group {group}"
+                )),
+                Some(_) => {}
+                None => {
+                    self.proposals
+                        .insert((*group, *instance, *ballot), value.clone());
+                }
+            }
+        }
         let to = e.to;
         if from == to {
             self.enqueue(self.now + 1, from, e);
@@ -424,6 +463,14 @@ impl World {
             self.check_decision(d.group, d.instance, &d.value);
         }
         self.stats.leader_changes += out.leader_changes.len() as u64;
+        // A new leader is crashed soon after, while its first votes may still be unsynced.
+        if self.faults
+            && out.leader_changes.iter().any(|(_, l)| *l == Some(id))
+            && self.rng.chance(self.sc.new_leader_crash_ppm)
+        {
+            let at = self.now + self.rng.range(0, 40);
+            self.nodes[i].crash_at = Some(at);
+        }
         let n = &mut self.nodes[i];
         n.produced += out.persist.len() as u64;
         n.unsynced.extend(out.persist);
@@ -505,6 +552,7 @@ impl World {
             }
         }
         n.member = None;
+        n.crash_at = None;
         n.unsynced.clear();
         n.held.clear();
         n.produced = 0;
@@ -622,7 +670,8 @@ impl World {
                     // Leaders crash more often than the others.
                     let leads = self.sc.groups.iter().any(|&g| m.is_leader(g));
                     let ppm = self.sc.crash_ppm * if leads { 3 } else { 1 };
-                    if self.rng.chance(ppm) {
+                    let due = self.nodes[i].crash_at.is_some_and(|t| t <= now);
+                    if due || self.rng.chance(ppm) {
                         self.crash(i);
                     }
                 } else if self.nodes[i].down_until <= now {
