@@ -358,6 +358,35 @@ impl Coordinator {
         out
     }
 
+    /// Records that `instance` decided `value`, learned by other means than this coordinator's
+    /// own Phase 2 (a catch-up, a Decision from another coordinator). The instance stops being
+    /// proposed: acceptors that trimmed it never answer, and waiting for them would hold the
+    /// pipeline and the skips forever. An own batch that lost the instance goes back to the queue.
+    pub fn learned(&mut self, instance: Instance, value: &Batch) {
+        if let Some(f) = self.in_flight.remove(&instance) {
+            if f.own && f.value != *value {
+                self.displaced.insert(instance, f.value);
+            }
+        }
+        if let Some(ours) = self.displaced.remove(&instance) {
+            if ours != *value {
+                for cmd in ours.commands.iter().rev() {
+                    self.pending_bytes += cmd.len();
+                    self.pending.push_front(cmd.clone());
+                }
+                self.pending_since = self.now;
+            }
+        }
+    }
+
+    /// Every instance below `next` is decided and the caller learned it: stops proposing them.
+    /// Phase 1 re-proposes such an instance when a promise sent before the acceptors trimmed it
+    /// arrives after the caller learned it; trimmed acceptors would never answer.
+    pub fn learned_below(&mut self, next: Instance) {
+        self.in_flight = self.in_flight.split_off(&next);
+        self.displaced = self.displaced.split_off(&next);
+    }
+
     fn send_prepare(&mut self, out: &mut Outputs) {
         if let Phase::Preparing { promises, sent_at } = &mut self.phase {
             promises.clear();

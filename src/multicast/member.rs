@@ -286,7 +286,8 @@ impl Member {
             self.detect_leader_failure(gi, &mut out);
             self.elect(gi, &mut out);
             if let Some(c) = &mut self.groups[gi].coordinator {
-                out.extend(c.tick(wall_ms));
+                let co = c.tick(wall_ms);
+                self.secure_prepares(gi, co, &mut out);
             }
             self.promote(gi, wall_ms, &mut out);
             self.catch_up(gi, &mut out);
@@ -621,14 +622,44 @@ impl Member {
             return;
         };
         tracing::info!(group = g.group, ballot = ?c.ballot(), from = next, "starting phase 1");
-        out.extend(c.start());
+        let co = c.start();
         let g = &mut self.groups[gi];
         g.coordinator = Some(c);
         g.coordinator_since = self.now;
+        self.secure_prepares(gi, co, out);
+    }
+
+    /// Lets the coordinator's Prepare messages leave only after the local acceptor's promise of
+    /// their ballot is durable: the local one is stepped at once, the others go out in
+    /// `send_after_persist`.
+    ///
+    /// Invariant: a ballot another node heard of is durable here. A restarted node starts above
+    /// its durable promise only; were its last ballot lost, it could use that ballot again and
+    /// propose a second value in an instance where an acceptor holds the first one at it.
+    fn secure_prepares(&mut self, gi: usize, mut co: Outputs, out: &mut Outputs) {
+        let (prepares, other): (Vec<Envelope>, Vec<Envelope>) = std::mem::take(&mut co.send)
+            .into_iter()
+            .partition(|e| matches!(e.msg, PaxosMsg::Prepare { .. }));
+        co.send = other;
+        out.extend(co);
+        for e in prepares {
+            if e.to == self.id {
+                out.extend(self.groups[gi].acceptor.step(self.id, e.msg));
+            } else {
+                out.send_after_persist.push(e);
+            }
+        }
     }
 
     /// Once the local coordinator leads, this node is the leader; waiting commands go to it.
     fn promote(&mut self, gi: usize, wall_ms: u64, out: &mut Outputs) {
+        let next = self
+            .learner
+            .next_instance(self.groups[gi].group)
+            .unwrap_or(1);
+        if let Some(c) = &mut self.groups[gi].coordinator {
+            c.learned_below(next);
+        }
         let g = &self.groups[gi];
         let Some(c) = g.coordinator.as_ref().filter(|c| c.is_leading()) else {
             return;
@@ -713,6 +744,9 @@ impl Member {
             let Some(gi) = self.index(d.group) else {
                 continue;
             };
+            if let Some(c) = &mut self.groups[gi].coordinator {
+                c.learned(d.instance, &d.value);
+            }
             if d.instance < self.learner.next_instance(d.group).unwrap_or(1) {
                 continue;
             }
@@ -733,7 +767,7 @@ impl Member {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::multicast::{MemVoteStore, VoteStore};
+    use crate::multicast::{Acceptor, AcceptorState, Batch, MemVoteStore, VoteStore};
 
     const G: GroupId = 7;
 
@@ -888,6 +922,212 @@ mod tests {
         net.run(50);
         for id in 1..=3 {
             assert_eq!(net.delivered[&id], cmds(&["a", "b", "c", "d"]), "node {id}");
+        }
+    }
+
+    /// Drives node 1 to lead after acceptor 2 reports an undecided vote in instance 1 from an
+    /// older ballot; the decision of instance 1 reaches node 1 (as a catch-up answer would)
+    /// before or after its Phase 1 ends. The acceptors trimmed instance 1 and never answer
+    /// Accepts for it. True when the leader goes on past instance 1 (skips).
+    fn leads_past_a_trimmed_instance(decision_first: bool) -> bool {
+        let mut m = Member::new(
+            MemberConfig {
+                id: 1,
+                groups: vec![GroupSpec {
+                    group: G,
+                    members: vec![1, 2, 3],
+                }],
+                next: vec![1],
+                options: MemberOptions::default(),
+            },
+            vec![AcceptorState::default()],
+            0,
+        )
+        .unwrap();
+        let heartbeat = PaxosMsg::Heartbeat {
+            group: G,
+            leading: None,
+            delivered: 1,
+            checkpointed: 1,
+        };
+        let mut now = 0;
+        let mut prepared = None;
+        while prepared.is_none() && now < 2000 {
+            now += 10;
+            m.step(2, heartbeat.clone(), now, now);
+            m.step(3, heartbeat.clone(), now, now);
+            let out = m.tick(now, now);
+            prepared = out.send_after_persist.iter().find_map(|e| match e.msg {
+                PaxosMsg::Prepare { ballot, .. } => Some(ballot),
+                _ => None,
+            });
+        }
+        let ballot = prepared.expect("node 1 starts phase 1");
+        let old = Batch::new(5, vec![Bytes::from_static(b"old")]);
+        let decision = PaxosMsg::Decision {
+            group: G,
+            instance: 1,
+            ballot: Ballot::new(0, 2),
+            value: old.clone(),
+        };
+        if decision_first {
+            assert_eq!(m.step(2, decision.clone(), now, now).delivered.len(), 1);
+        }
+        for from in [2, 3] {
+            let accepted = if from == 2 {
+                vec![(1, Ballot::new(0, 2), old.clone())]
+            } else {
+                vec![]
+            };
+            let promise = PaxosMsg::Promise {
+                group: G,
+                ballot,
+                low: 1,
+                accepted,
+            };
+            m.step(from, promise, now, now);
+        }
+        assert!(m.is_leader(G));
+        if !decision_first {
+            assert_eq!(m.step(2, decision, now, now).delivered.len(), 1);
+        }
+        let mut proposed_after = false;
+        for _ in 0..50 {
+            now += 1;
+            m.step(2, heartbeat.clone(), now, now);
+            let out = m.tick(now, now);
+            proposed_after |= out
+                .send
+                .iter()
+                .any(|e| matches!(e.msg, PaxosMsg::Accept { instance, .. } if instance > 1));
+        }
+        proposed_after
+    }
+
+    /// Regression (found by the simulation, seeds 305 and 551): a leader kept an instance it
+    /// re-proposed from Phase 1 in flight after the instance was decided elsewhere and trimmed by
+    /// every acceptor. Acceptors ignore Accepts below their low mark, so it waited forever, its
+    /// pipeline never idled, it proposed no skips, and every merging learner stalled.
+    #[test]
+    fn an_instance_learned_elsewhere_leaves_the_pipeline() {
+        assert!(
+            leads_past_a_trimmed_instance(false),
+            "learned while in flight"
+        );
+        assert!(
+            leads_past_a_trimmed_instance(true),
+            "learned before phase 1 ended"
+        );
+    }
+
+    /// Regression: a coordinator sent Prepare for a ballot before that ballot was durable at its
+    /// node. A node restarts with a round above its durable promise only, so after a crash it
+    /// could pick the same ballot again and propose a second value in an instance where an
+    /// acceptor already held its first one at that ballot: two values at one ballot, which a
+    /// later Phase 1 may count as one quorum for the wrong value.
+    #[test]
+    fn a_restarted_node_never_reuses_a_ballot_others_heard() {
+        let config = || MemberConfig {
+            id: 1,
+            groups: vec![GroupSpec {
+                group: G,
+                members: vec![1, 2, 3],
+            }],
+            next: vec![1],
+            options: MemberOptions::default(),
+        };
+        let heartbeat = PaxosMsg::Heartbeat {
+            group: G,
+            leading: None,
+            delivered: 1,
+            checkpointed: 1,
+        };
+        // Acceptors 2 and 3 persist at once; node 1's disk never syncs in its first life.
+        let mut acceptors: BTreeMap<NodeId, Acceptor> = [2, 3]
+            .into_iter()
+            .map(|id| (id, Acceptor::new(id, G, AcceptorState::default())))
+            .collect();
+        let mut now = 0;
+        let mut first = Member::new(config(), vec![AcceptorState::default()], now).unwrap();
+        let mut queue: VecDeque<Envelope> = VecDeque::new();
+        for _ in 0..100 {
+            now += 10;
+            first.step(2, heartbeat.clone(), now, now);
+            first.step(3, heartbeat.clone(), now, now);
+            queue.extend(first.tick(now, now).send);
+            while let Some(e) = queue.pop_front() {
+                if let Some(a) = acceptors.get_mut(&e.to) {
+                    let o = a.step(1, e.msg);
+                    for r in o.send.into_iter().chain(o.send_after_persist) {
+                        queue.extend(first.step(e.to, r.msg, now, now).send);
+                    }
+                }
+            }
+            if first.is_leader(G) {
+                break;
+            }
+        }
+        if first.is_leader(G) {
+            // It leads on the promises of 2 and 3; its Accept of "a" reaches acceptor 2 only.
+            let out = first.propose(G, cmds(&["a"]), now, now);
+            for e in out.send {
+                if e.to == 2 {
+                    acceptors.get_mut(&2).unwrap().step(1, e.msg);
+                }
+            }
+        }
+        // Crash: nothing node 1 produced was durable. It restarts and reaches only acceptor 3.
+        drop(first);
+        let mut second = Member::new(config(), vec![AcceptorState::default()], now).unwrap();
+        let mut decided = Vec::new();
+        let mut proposed = false;
+        for _ in 0..200 {
+            now += 10;
+            second.step(2, heartbeat.clone(), now, now);
+            second.step(3, heartbeat.clone(), now, now);
+            let mut out = second.tick(now, now);
+            if second.is_leader(G) && !proposed {
+                proposed = true;
+                out.extend(second.propose(G, cmds(&["b"]), now, now));
+            }
+            let mut queue: VecDeque<Envelope> =
+                out.send.into_iter().chain(out.send_after_persist).collect();
+            decided.extend(out.decided);
+            while let Some(e) = queue.pop_front() {
+                let replies = match e.to {
+                    1 => {
+                        let o = second.step(1, e.msg, now, now);
+                        decided.extend(o.decided);
+                        queue.extend(o.send.into_iter().chain(o.send_after_persist));
+                        continue;
+                    }
+                    2 if matches!(e.msg, PaxosMsg::Prepare { .. }) => continue,
+                    to => {
+                        let o = acceptors.get_mut(&to).unwrap().step(1, e.msg);
+                        o.send.into_iter().chain(o.send_after_persist)
+                    }
+                };
+                for r in replies {
+                    let o = second.step(e.to, r.msg, now, now);
+                    decided.extend(o.decided);
+                    queue.extend(o.send.into_iter().chain(o.send_after_persist));
+                }
+            }
+            if proposed && !decided.is_empty() {
+                break;
+            }
+        }
+        assert!(!decided.is_empty(), "the restarted node leads and decides");
+        for d in &decided {
+            for (id, a) in &acceptors {
+                if let Some((ballot, value)) = a.accepted(d.instance) {
+                    assert!(
+                        *ballot != d.ballot || *value == d.value,
+                        "acceptor {id} holds {value:?} at the ballot {ballot:?} that decided {:?}",
+                        d.value
+                    );
+                }
+            }
         }
     }
 

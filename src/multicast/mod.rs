@@ -28,6 +28,8 @@ mod mem;
 mod member;
 mod msg;
 #[cfg(test)]
+mod sim_member;
+#[cfg(test)]
 mod sim_test;
 mod wire;
 
