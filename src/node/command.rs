@@ -223,15 +223,18 @@ mod tests {
     fn garbage_is_an_error_not_a_panic() {
         assert_eq!(decode(&[], 0), Err(CommandError::Truncated));
         assert_eq!(decode(&[9; 25], 0), Err(CommandError::UnknownKind(9)));
-        let mut b = encode(&Command {
-            session: 1,
-            xid: 1,
-            time_ms: 0,
-            op: Op::AddAuth {
-                scheme: "digest".into(),
-                auth: vec![1, 2, 3],
+        let mut b = encode(
+            &Command {
+                session: 1,
+                xid: 1,
+                time_ms: 0,
+                op: Op::AddAuth {
+                    scheme: "digest".into(),
+                    auth: vec![1, 2, 3],
+                },
             },
-        }, Origin::default())
+            Origin::default(),
+        )
         .to_vec();
         b.truncate(b.len() - 1);
         assert_eq!(decode(&b, 0), Err(CommandError::Truncated));

@@ -107,7 +107,10 @@ impl Node {
             server: self.server_id(),
             conn,
         };
-        self.inner.group.submit(command::encode(cmd, origin)).await?;
+        self.inner
+            .group
+            .submit(command::encode(cmd, origin))
+            .await?;
         Ok(())
     }
 
