@@ -18,4 +18,6 @@ pub mod node;
 pub mod peer;
 pub mod server;
 pub mod shell;
+#[cfg(test)]
+mod testkit;
 pub mod zk;

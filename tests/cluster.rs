@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use common::cluster::Cluster;
 use common::linearizability::{check, CheckError, History, Input, Operation, Output};
+use common::rng::Rng;
 use common::{create_persistent, Flavor, Options, Server};
 use zookeeper_client as zk;
 
@@ -41,23 +42,6 @@ const CLUSTER_TEST_BOUND: Duration = Duration::from_secs(100);
 
 fn key(k: usize) -> String {
     format!("{PARENT}/k{k}")
-}
-
-/// SplitMix64, seeded per client.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 /// The outcome of a client error: `None` when the operation may or may not have taken effect.

@@ -7,6 +7,7 @@ mod common;
 use std::time::Instant;
 
 use common::linearizability::{check, CheckError, Input, Operation, Output, Violation};
+use common::rng::Rng;
 
 const K: &str = "/lin/k0";
 
@@ -260,27 +261,6 @@ fn keys_are_checked_independently_and_the_bad_one_is_named() {
     stale.key = "/lin/k1".into();
     ops.push(stale);
     assert_eq!(assert_violation(&ops).key, "/lin/k1");
-}
-
-/// SplitMix64: a tiny deterministic generator, seeded per case.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
 }
 
 /// What a simulated client is doing.

@@ -149,18 +149,26 @@ if wanted zk1; then
   stop_all; SERVER_PIDS=""
 fi
 
-if wanted zk3; then
+# ensemble_cfgs NAME [EXTRA_LINE]: zoo.cfg + myid for 3 servers in $WORK/NAME-{1,2,3} on free ports;
+# sets $servers to their client addresses.
+ensemble_cfgs() {
+  local name="$1" extra="${2:-}" i j d cp_
   read -r -a PS <<<"$("${PY[@]}" ports 9)"
   servers=""
   for i in 1 2 3; do
-    d="$WORK/zk3-$i"; cp_=${PS[$((i - 1))]}
+    d="$WORK/$name-$i"; cp_=${PS[$((i - 1))]}
     zk_cfg "$d" "$cp_"
     echo "$i" >"$d/data/myid"
+    [ -n "$extra" ] && echo "$extra" >>"$d/zoo.cfg"
     for j in 1 2 3; do
       echo "server.$j=127.0.0.1:${PS[$((3 + 2 * (j - 1)))]}:${PS[$((4 + 2 * (j - 1)))]}" >>"$d/zoo.cfg"
     done
     servers="${servers:+$servers,}127.0.0.1:$cp_"
   done
+}
+
+if wanted zk3; then
+  ensemble_cfgs zk3
   for i in 1 2 3; do
     start "zk3-$i" java "${JAVA_OPTS[@]}" -cp "$ZK_CP" org.apache.zookeeper.server.quorum.QuorumPeerMain "$WORK/zk3-$i/zoo.cfg"
   done
@@ -177,18 +185,7 @@ if wanted volery1; then
 fi
 
 if wanted volery3; then
-  read -r -a PS <<<"$("${PY[@]}" ports 9)"
-  servers=""
-  for i in 1 2 3; do
-    d="$WORK/volery3-$i"; cp_=${PS[$((i - 1))]}
-    zk_cfg "$d" "$cp_"
-    echo "$i" >"$d/data/myid"
-    echo "metricsProvider.httpPort=0" >>"$d/zoo.cfg"
-    for j in 1 2 3; do
-      echo "server.$j=127.0.0.1:${PS[$((3 + 2 * (j - 1)))]}:${PS[$((4 + 2 * (j - 1)))]}" >>"$d/zoo.cfg"
-    done
-    servers="${servers:+$servers,}127.0.0.1:$cp_"
-  done
+  ensemble_cfgs volery3 "metricsProvider.httpPort=0"
   for i in 1 2 3; do
     start "volery3-$i" "$VOLERY" start --zoo-cfg "$WORK/volery3-$i/zoo.cfg"
   done

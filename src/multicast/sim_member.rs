@@ -39,6 +39,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use bytes::Bytes;
 
 use super::*;
+use crate::testkit::Rng;
 
 /// Seeds run by default (kept small so the test stays fast in the dev profile).
 const DEFAULT_SEEDS: u64 = 200;
@@ -50,34 +51,6 @@ const SETTLE_MS: u64 = 1_500;
 const LIVENESS_PROPOSE_MS: u64 = 500;
 /// Time after the last liveness command within which every node must deliver it.
 const LIVENESS_BUDGET_MS: u64 = 3_000;
-
-/// splitmix64: small, seeded, good enough to pick actions.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (n > 0).
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    /// Uniform in `lo..=hi`.
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.below(hi - lo + 1)
-    }
-
-    /// True with probability `ppm` per million.
-    fn chance(&mut self, ppm: u64) -> bool {
-        self.below(1_000_000) < ppm
-    }
-}
 
 /// Rates and sizes of one run, drawn from its seed ("swarm testing").
 #[derive(Debug, Clone)]

@@ -9,26 +9,11 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 
 use super::*;
+use crate::testkit::Rng;
 
 const G: GroupId = 0;
 const ACCEPTORS: [NodeId; 3] = [1, 2, 3];
 const LEARNER: NodeId = 200;
-
-/// splitmix64: small, seeded, good enough to pick actions.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
 struct SimAcceptor {
     acceptor: Acceptor,
@@ -208,37 +193,37 @@ impl World {
     /// One random fault-injecting step.
     fn step(&mut self) {
         let n = self.coordinators.len();
-        match self.rng.below(100) {
+        match self.rng.index(100) {
             0..=39 if !self.net.is_empty() => {
-                let i = self.rng.below(self.net.len());
+                let i = self.rng.index(self.net.len());
                 let (from, env) = self.net.swap_remove(i);
                 self.deliver(from, env);
             }
             40..=46 if !self.net.is_empty() => {
-                let i = self.rng.below(self.net.len());
+                let i = self.rng.index(self.net.len());
                 self.net.swap_remove(i);
             }
             47..=52 if !self.net.is_empty() => {
-                let i = self.rng.below(self.net.len());
+                let i = self.rng.index(self.net.len());
                 let m = self.net[i].clone();
                 self.net.push(m);
             }
             53..=69 => {
-                let c = self.rng.below(n);
+                let c = self.rng.index(n);
                 self.tick(c);
             }
             70..=81 => {
-                let c = self.rng.below(n);
+                let c = self.rng.index(n);
                 if self.coordinators[c].has_room() {
                     self.propose(c);
                 }
             }
             82..=97 => {
-                let i = self.rng.below(self.acceptors.len());
+                let i = self.rng.index(self.acceptors.len());
                 self.flush(i);
             }
             98..=99 => {
-                let i = self.rng.below(self.acceptors.len());
+                let i = self.rng.index(self.acceptors.len());
                 self.crash(i);
             }
             _ => {}

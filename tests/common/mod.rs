@@ -11,6 +11,7 @@
 pub mod cluster;
 pub mod linearizability;
 pub mod raw;
+pub mod rng;
 
 use std::future::Future;
 use std::net::TcpListener;
