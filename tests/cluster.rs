@@ -575,3 +575,93 @@ async fn two_unrelated_servers_taken_for_one_are_not_linearizable() {
         .await
         .expect("the test exceeded its time bound");
 }
+
+/// Kills the servers it holds when dropped.
+struct Processes(Vec<std::process::Child>);
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// `volery start --config` with `[[servers]]` entries makes the same cluster as zoo.cfg lines:
+/// a write through one server is read through another, and exactly one server leads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_servers_from_volery_toml_share_one_tree() {
+    if Flavor::from_env() == Flavor::ZooKeeper {
+        return; // volery.toml is Volery's own format
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let clients: Vec<u16> = (0..3).map(|_| common::free_port()).collect();
+    let peers: Vec<u16> = (0..3).map(|_| common::free_port()).collect();
+    let servers: String = (0..3)
+        .map(|i| {
+            format!(
+                "[[servers]]\nid = {}\nhost = \"127.0.0.1\"\npeer_port = {}\nclient_port = {}\n",
+                i + 1,
+                peers[i],
+                clients[i]
+            )
+        })
+        .collect();
+    let mut procs = Processes(Vec::new());
+    for i in 0..3 {
+        let data = dir.path().join(format!("s{}", i + 1));
+        let toml = format!(
+            "server_id = {}\ndata_dir = {:?}\ntick_time_ms = 200\n[metrics]\nport = 0\n{servers}",
+            i + 1,
+            data.display().to_string()
+        );
+        let path = dir.path().join(format!("volery{}.toml", i + 1));
+        std::fs::write(&path, toml).unwrap();
+        let log = std::fs::File::create(dir.path().join(format!("log{}", i + 1))).unwrap();
+        procs.0.push(
+            std::process::Command::new(env!("CARGO_BIN_EXE_volery"))
+                .arg("start")
+                .arg("--config")
+                .arg(&path)
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        );
+    }
+    let connect = |port: u16| async move {
+        let addr = format!("127.0.0.1:{port}");
+        for _ in 0..100 {
+            if let Ok(Ok(c)) = tokio::time::timeout(
+                Duration::from_secs(2),
+                zk::Client::connector().with_fail_eagerly().connect(&addr),
+            )
+            .await
+            {
+                return c;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no session on {addr}");
+    };
+    let first = connect(clients[0]).await;
+    create_persistent(&first, "/toml", b"written via server 1").await;
+    let third = connect(clients[2]).await;
+    third.sync("/toml").await.unwrap();
+    let (data, _) = third.get_data("/toml").await.unwrap();
+    assert_eq!(data, b"written via server 1");
+    let mut leaders = 0;
+    for &p in &clients {
+        let srvr =
+            common::cluster::four_letter(&format!("127.0.0.1:{p}"), "srvr", Duration::from_secs(2))
+                .await
+                .expect("srvr answered");
+        assert!(
+            srvr.contains("Mode: leader") || srvr.contains("Mode: follower"),
+            "{srvr}"
+        );
+        leaders += usize::from(srvr.contains("Mode: leader"));
+    }
+    assert_eq!(leaders, 1, "exactly one leader");
+}
