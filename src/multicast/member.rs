@@ -88,6 +88,9 @@ struct GroupState {
     coordinator: Option<Coordinator>,
     /// When the current coordinator was started (to give up on a Phase 1 that never ends).
     coordinator_since: u64,
+    /// Phase 1 attempts abandoned in a row: each doubles the next one's patience (up to 8x), so
+    /// a disk slower than `election_ms` still lets Phase 1 finish.
+    phase1_failures: u32,
     /// The member believed to lead and its ballot.
     leader: Option<(NodeId, Ballot)>,
     leader_heard: u64,
@@ -169,6 +172,7 @@ impl Member {
                     members: spec.members,
                     coordinator: None,
                     coordinator_since: now_ms,
+                    phase1_failures: 0,
                     leader: None,
                     leader_heard: now_ms,
                     heard: BTreeMap::new(),
@@ -483,13 +487,20 @@ impl Member {
         if g.coordinator.is_none() {
             return;
         }
-        let patience = if g.coordinator.as_ref().is_some_and(|c| c.is_leading()) {
+        let leading = g.coordinator.as_ref().is_some_and(|c| c.is_leading());
+        let give_up = if leading {
             self.alive(gi).len() < g.quorum
         } else {
             // A Phase 1 that has not finished in time is abandoned; a new ballot follows.
-            self.now.saturating_sub(g.coordinator_since) > self.opts.election_ms
+            let patience = self.opts.election_ms << g.phase1_failures.min(3);
+            self.now.saturating_sub(g.coordinator_since) > patience
         };
-        if patience {
+        if leading {
+            self.groups[gi].phase1_failures = 0;
+        } else if give_up {
+            self.groups[gi].phase1_failures += 1;
+        }
+        if give_up {
             self.step_down(gi, out);
         }
     }
