@@ -18,4 +18,5 @@ pub mod node;
 pub mod peer;
 pub mod server;
 pub mod shell;
+pub mod ssmr;
 pub mod zk;
