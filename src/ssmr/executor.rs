@@ -295,7 +295,9 @@ impl<S: Service> Executor<S> {
     /// Records a signal from another partition, without executing anything. Stale, duplicate and
     /// misaddressed signals are dropped (and counted).
     pub fn receive(&mut self, signal: Signal) {
-        let stale = self.last_multi_executed.is_some_and(|last| signal.cmd <= last);
+        let stale = self
+            .last_multi_executed
+            .is_some_and(|last| signal.cmd <= last);
         if signal.from == self.partition || signal.cmd.group != self.global_group || stale {
             self.metrics.signals_ignored += 1;
             return;
@@ -369,10 +371,20 @@ impl<S: Service> Executor<S> {
         step
     }
 
-    fn signal_out(&mut self, id: CmdId, dest: &[PartitionId], clock: i64, facts: Bytes) -> SignalOut {
+    fn signal_out(
+        &mut self,
+        id: CmdId,
+        dest: &[PartitionId],
+        clock: i64,
+        facts: Bytes,
+    ) -> SignalOut {
         self.metrics.signals_sent += 1;
         SignalOut {
-            to: dest.iter().copied().filter(|p| *p != self.partition).collect(),
+            to: dest
+                .iter()
+                .copied()
+                .filter(|p| *p != self.partition)
+                .collect(),
             signal: Signal {
                 cmd: id,
                 from: self.partition,
@@ -398,7 +410,9 @@ impl<S: Service> Executor<S> {
         let step = i64::from(p.is_write);
         let (zxid, output) = if p.is_multi() {
             self.queued_multi -= 1;
-            let sent = p.sent.expect("a multi-partition command signals before it executes");
+            let sent = p
+                .sent
+                .expect("a multi-partition command signals before it executes");
             assert_eq!(
                 sent.clock, self.clock,
                 "command {}: signalled clock differs from the clock it executes at",

@@ -24,9 +24,9 @@
 //! deterministic execution), so services other than ZooKeeper can run on it.
 
 mod executor;
+mod signal;
 #[cfg(test)]
 mod sim_test;
-mod signal;
 
 use std::collections::BTreeMap;
 

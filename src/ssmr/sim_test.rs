@@ -32,7 +32,7 @@ const KEYS: u32 = 12;
 /// The replicated epoch's key (held by every partition).
 const EPOCH: u32 = u32::MAX;
 const GLOBAL: GroupId = 100;
-const DEFAULT_SEEDS: u64 = 300;
+const DEFAULT_SEEDS: u64 = 2000;
 
 /// splitmix64: small, seeded, good enough to pick actions.
 struct Rng(u64);
@@ -96,7 +96,12 @@ enum Out {
 fn dest_of(op: &Op, k: u32) -> Vec<PartitionId> {
     let mut d: Vec<PartitionId> = match op {
         Op::Get(key) | Op::Put(key, _) => vec![owner(*key, k)],
-        Op::Txn(t) => t.reads.iter().chain(&t.writes).map(|x| owner(*x, k)).collect(),
+        Op::Txn(t) => t
+            .reads
+            .iter()
+            .chain(&t.writes)
+            .map(|x| owner(*x, k))
+            .collect(),
         Op::Global { .. } => (0..k).collect(),
     };
     d.sort_unstable();
@@ -128,7 +133,11 @@ impl Kv {
         owner(key, self.k) == self.partition
     }
     fn get(&self, key: u32) -> Entry {
-        assert!(self.owns(key), "partition {} read key {key} it does not own", self.partition);
+        assert!(
+            self.owns(key),
+            "partition {} read key {key} it does not own",
+            self.partition
+        );
         self.data.get(&key).copied().unwrap_or((0, 0, 0))
     }
     fn own_sum(&self) -> u64 {
@@ -281,7 +290,8 @@ impl Model {
         for p in &dest {
             self.clocks[*p as usize] = zxid;
         }
-        let get = |data: &BTreeMap<u32, Entry>, key: u32| data.get(&key).copied().unwrap_or((0, 0, 0));
+        let get =
+            |data: &BTreeMap<u32, Entry>, key: u32| data.get(&key).copied().unwrap_or((0, 0, 0));
         let out = match op {
             Op::Get(key) => {
                 let (v, ver, m) = get(&self.data, *key);
@@ -482,7 +492,10 @@ impl World {
         );
         let idx = stream[rep.executed];
         let (id, op) = &self.cmds[idx];
-        assert_eq!(e.id, *id, "seed {seed}: replica {at} (partition {p}) executed out of order");
+        assert_eq!(
+            e.id, *id,
+            "seed {seed}: replica {at} (partition {p}) executed out of order"
+        );
         let (zxid, out) = &self.expected[idx];
         assert_eq!(
             (e.zxid, &e.output),
@@ -632,9 +645,16 @@ fn run(seed: u64, totals: &mut Totals) {
             rep.partition, rep.executed, rep.exec
         );
         assert_eq!(rep.exec.queued(), 0);
-        assert_eq!(rep.exec.buffered_signals(), 0, "seed {seed}: replica {at} keeps stale signals");
+        assert_eq!(
+            rep.exec.buffered_signals(),
+            0,
+            "seed {seed}: replica {at} keeps stale signals"
+        );
         let m = rep.exec.metrics();
-        assert_eq!(m.signals_divergent, 0, "seed {seed}: replica {at}: divergent signals");
+        assert_eq!(
+            m.signals_divergent, 0,
+            "seed {seed}: replica {at}: divergent signals"
+        );
         assert_eq!(m.executed as usize, len);
         // Final state: equal to the sequential store on the keys the partition owns.
         let kv = rep.exec.service();
@@ -745,7 +765,10 @@ fn multi_partition_waits_for_the_other_signal_and_takes_the_max_clock() {
     assert_eq!(s0.signals[0].signal.clock, 3);
     assert_eq!(p0.metrics().waits, 1);
     // A Get behind it waits too.
-    assert!(p0.deliver(CmdId::new(0, 4, 0), Op::Get(a)).unwrap().is_empty());
+    assert!(p0
+        .deliver(CmdId::new(0, 4, 0), Op::Get(a))
+        .unwrap()
+        .is_empty());
     let s1 = p1.deliver(c, txn(vec![a, b], vec![a, b])).unwrap();
     let sig1 = s1.signals[0].signal.clone();
     assert_eq!(sig1.clock, 0);
@@ -792,14 +815,27 @@ fn early_and_duplicate_signals_are_buffered_once() {
     assert_eq!(p0.metrics().signals_received, 1);
     assert_eq!(p0.metrics().signals_ignored, 1);
     // A different signal from the same partition: a non-deterministic service.
-    p0.receive(Signal { clock: 9, ..sig.clone() });
+    p0.receive(Signal {
+        clock: 9,
+        ..sig.clone()
+    });
     assert_eq!(p0.metrics().signals_divergent, 1);
     // From itself, or for a command outside the global group: dropped.
-    p0.receive(Signal { from: 0, ..sig.clone() });
-    p0.receive(Signal { cmd: CmdId::new(0, 1, 0), ..sig.clone() });
+    p0.receive(Signal {
+        from: 0,
+        ..sig.clone()
+    });
+    p0.receive(Signal {
+        cmd: CmdId::new(0, 1, 0),
+        ..sig.clone()
+    });
     assert_eq!(p0.buffered_signals(), 1);
     let s = p0.deliver(c, txn(vec![a, b], vec![a, b])).unwrap();
-    assert_eq!(s.outputs.len(), 1, "the buffered signal lets it run at once");
+    assert_eq!(
+        s.outputs.len(),
+        1,
+        "the buffered signal lets it run at once"
+    );
     assert_eq!(p0.metrics().waits, 0);
     assert_eq!(p0.buffered_signals(), 0);
 }
@@ -810,9 +846,18 @@ fn prefetch_carries_the_clock_after_queued_writes() {
     let a2 = (0..KEYS).filter(|x| owner(*x, 2) == 0).nth(1).unwrap();
     let mut p0 = exec(0);
     // Two writes to another key and a read queued, not executed.
-    assert!(p0.enqueue(CmdId::new(0, 1, 0), Op::Put(a2, 1)).unwrap().is_empty());
-    assert!(p0.enqueue(CmdId::new(0, 1, 1), Op::Get(a2)).unwrap().is_empty());
-    assert!(p0.enqueue(CmdId::new(0, 2, 0), Op::Put(a2, 2)).unwrap().is_empty());
+    assert!(p0
+        .enqueue(CmdId::new(0, 1, 0), Op::Put(a2, 1))
+        .unwrap()
+        .is_empty());
+    assert!(p0
+        .enqueue(CmdId::new(0, 1, 1), Op::Get(a2))
+        .unwrap()
+        .is_empty());
+    assert!(p0
+        .enqueue(CmdId::new(0, 2, 0), Op::Put(a2, 2))
+        .unwrap()
+        .is_empty());
     let c = CmdId::new(GLOBAL, 1, 0);
     let sig = p0.enqueue(c, txn(vec![a, b], vec![b])).unwrap();
     assert_eq!(sig.len(), 1, "prefetched at delivery");
