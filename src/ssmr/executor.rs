@@ -9,6 +9,10 @@ use bytes::Bytes;
 use super::{CmdId, Error, PartitionId, Service, Signal};
 use crate::multicast::GroupId;
 
+/// The largest clock a signal may carry; larger ones are dropped as garbage, which leaves 2^62
+/// writes of headroom before a clock could overflow.
+pub const MAX_CLOCK: i64 = i64::MAX / 2;
+
 /// A signal to send to every replica of every partition in `to`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SignalOut {
@@ -65,8 +69,8 @@ pub struct Metrics {
     pub prefetched: u64,
     /// Signals recorded: the first one from each other partition for each command.
     pub signals_received: u64,
-    /// Signals dropped: duplicates, stale ones (command already executed), from this partition or
-    /// for a command outside the global group.
+    /// Signals dropped: duplicates, stale ones (command already executed), from this partition,
+    /// for a command outside the global group or with a clock outside `0..=MAX_CLOCK`.
     pub signals_ignored: u64,
     /// Duplicates that differ from the first signal of their partition: a service that is not
     /// deterministic. Always 0 with a correct service.
@@ -269,7 +273,8 @@ impl<S: Service> Executor<S> {
                 if !self.queue.is_empty() {
                     self.metrics.prefetched += 1;
                 }
-                signals.push(self.signal_out(id, &dest, clock, facts.clone()));
+                self.metrics.signals_sent += 1;
+                signals.push(signal_out(self.partition, id, &dest, clock, facts.clone()));
                 sent = Some(Sent { clock, facts });
             }
             self.queued_multi += 1;
@@ -298,7 +303,11 @@ impl<S: Service> Executor<S> {
         let stale = self
             .last_multi_executed
             .is_some_and(|last| signal.cmd <= last);
-        if signal.from == self.partition || signal.cmd.group != self.global_group || stale {
+        if signal.from == self.partition
+            || signal.cmd.group != self.global_group
+            || stale
+            || !(0..=MAX_CLOCK).contains(&signal.clock)
+        {
             self.metrics.signals_ignored += 1;
             return;
         }
@@ -334,64 +343,49 @@ impl<S: Service> Executor<S> {
     /// still waiting for signals (whose own signal then leaves, if it has not yet).
     pub fn run(&mut self, max: usize) -> Step<S::Output> {
         let mut step = Step::default();
-        let mut done = 0;
-        while done < max {
-            let Some(head) = self.queue.front_mut() else {
-                break;
-            };
-            if head.is_multi() {
-                if head.sent.is_none() {
-                    // At the head nothing queued is ahead: the clock and state are C's own.
-                    let facts = self.service.facts(&head.cmd);
-                    let (id, clock) = (head.id, self.clock);
-                    let dest = head.dest.clone();
-                    step.signals
-                        .push(self.signal_out(id, &dest, clock, facts.clone()));
-                    let head = self.queue.front_mut().expect("head still queued");
-                    head.sent = Some(Sent { clock, facts });
-                }
-                let head = self.queue.front_mut().expect("head still queued");
-                let ready = self.received.get(&head.id).is_some_and(|got| {
-                    head.dest
-                        .iter()
-                        .all(|p| *p == self.partition || got.contains_key(p))
-                });
-                if !ready {
-                    if !head.waited {
-                        head.waited = true;
-                        self.metrics.waits += 1;
-                    }
-                    break;
-                }
-            }
-            let head = self.queue.pop_front().expect("head still queued");
-            step.outputs.push(self.execute(head));
-            done += 1;
+        while step.outputs.len() < max && self.head_can_run(&mut step.signals) {
+            let head = self.queue.pop_front().expect("head_can_run saw a head");
+            let executed = self.execute(head);
+            step.outputs.push(executed);
         }
         step
     }
 
-    fn signal_out(
-        &mut self,
-        id: CmdId,
-        dest: &[PartitionId],
-        clock: i64,
-        facts: Bytes,
-    ) -> SignalOut {
-        self.metrics.signals_sent += 1;
-        SignalOut {
-            to: dest
-                .iter()
-                .copied()
-                .filter(|p| *p != self.partition)
-                .collect(),
-            signal: Signal {
-                cmd: id,
-                from: self.partition,
-                clock,
-                facts,
-            },
+    /// Whether the head of the queue can execute now. A multi-partition head first sends its
+    /// signal if it has not yet: nothing is queued ahead of it, so the clock and state are its own.
+    fn head_can_run(&mut self, signals: &mut Vec<SignalOut>) -> bool {
+        let Some(head) = self.queue.front_mut() else {
+            return false;
+        };
+        if !head.is_multi() {
+            return true;
         }
+        if head.sent.is_none() {
+            let facts = self.service.facts(&head.cmd);
+            signals.push(signal_out(
+                self.partition,
+                head.id,
+                &head.dest,
+                self.clock,
+                facts.clone(),
+            ));
+            self.metrics.signals_sent += 1;
+            head.sent = Some(Sent {
+                clock: self.clock,
+                facts,
+            });
+        }
+        let partition = self.partition;
+        let ready = self.received.get(&head.id).is_some_and(|got| {
+            head.dest
+                .iter()
+                .all(|p| *p == partition || got.contains_key(p))
+        });
+        if !ready && !head.waited {
+            head.waited = true;
+            self.metrics.waits += 1;
+        }
+        ready
     }
 
     /// Executes the command just taken off the head of the queue.
@@ -450,6 +444,25 @@ impl<S: Service> Executor<S> {
             zxid,
             output,
         }
+    }
+}
+
+/// The signal `from` sends for command `id` to the other partitions of `dest`.
+fn signal_out(
+    from: PartitionId,
+    id: CmdId,
+    dest: &[PartitionId],
+    clock: i64,
+    facts: Bytes,
+) -> SignalOut {
+    SignalOut {
+        to: dest.iter().copied().filter(|p| *p != from).collect(),
+        signal: Signal {
+            cmd: id,
+            from,
+            clock,
+            facts,
+        },
     }
 }
 

@@ -32,7 +32,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
-pub use executor::{Executed, Executor, Metrics, SignalOut, Step};
+pub use executor::{Executed, Executor, Metrics, SignalOut, Step, MAX_CLOCK};
 pub use signal::Signal;
 
 use crate::multicast::{GroupId, Instance};
@@ -104,6 +104,7 @@ pub trait Service {
     fn facts(&self, cmd: &Self::Command) -> Bytes;
     /// Executes `cmd` at `zxid`. For a multi-partition command `facts` holds the facts of every
     /// partition in `dest`, this one's included; for a single-partition command it is empty.
+    /// Other partitions' facts arrive from peers: malformed facts must not panic.
     fn execute(
         &mut self,
         cmd: &Self::Command,

@@ -829,6 +829,16 @@ fn early_and_duplicate_signals_are_buffered_once() {
         cmd: CmdId::new(0, 1, 0),
         ..sig.clone()
     });
+    // A clock no partition can reach: garbage.
+    let later = CmdId::new(GLOBAL, 8, 0);
+    for clock in [-1, i64::MAX] {
+        p0.receive(Signal {
+            cmd: later,
+            clock,
+            ..sig.clone()
+        });
+    }
+    assert_eq!(p0.metrics().signals_ignored, 6);
     assert_eq!(p0.buffered_signals(), 1);
     let s = p0.deliver(c, txn(vec![a, b], vec![a, b])).unwrap();
     assert_eq!(
