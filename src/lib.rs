@@ -18,6 +18,7 @@ pub mod node;
 pub mod peer;
 pub mod server;
 pub mod shell;
+pub mod ssmr;
 #[cfg(test)]
 mod testkit;
 pub mod zk;

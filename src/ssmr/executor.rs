@@ -1,0 +1,480 @@
+//! [`Executor`]: one replica's S-SMR state machine (Algorithm 1 with Lamport zxids and state
+//! prefetching). Inputs are delivered commands and received signals; outputs are signals to send
+//! and executed commands. No I/O, no clock, no threads.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use bytes::Bytes;
+
+use super::{CmdId, Error, PartitionId, Service, Signal};
+use crate::multicast::GroupId;
+
+/// The largest clock a signal may carry; larger ones are dropped as garbage, which leaves 2^62
+/// writes of headroom before a clock could overflow.
+pub const MAX_CLOCK: i64 = i64::MAX / 2;
+
+/// A signal to send to every replica of every partition in `to`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignalOut {
+    /// The other partitions of the command's destination set, sorted.
+    pub to: Vec<PartitionId>,
+    pub signal: Signal,
+}
+
+/// A command this replica executed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Executed<O> {
+    pub id: CmdId,
+    /// The command's zxid: the partition's clock after it executed.
+    pub zxid: i64,
+    pub output: O,
+}
+
+/// What one input produced.
+///
+/// The driver sends `signals` (in any order, as soon as it can: a signal never waits for a
+/// reply) and hands `outputs`, in order, to whoever replies.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Step<O> {
+    pub signals: Vec<SignalOut>,
+    /// In execution order.
+    pub outputs: Vec<Executed<O>>,
+}
+
+impl<O> Default for Step<O> {
+    fn default() -> Self {
+        Step {
+            signals: Vec::new(),
+            outputs: Vec::new(),
+        }
+    }
+}
+
+impl<O> Step<O> {
+    pub fn is_empty(&self) -> bool {
+        self.signals.is_empty() && self.outputs.is_empty()
+    }
+}
+
+/// Counters, monotonic since the executor was created.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Metrics {
+    /// Commands executed (single- and multi-partition).
+    pub executed: u64,
+    /// Multi-partition commands executed.
+    pub multi_partition: u64,
+    /// Signals produced (one per multi-partition command, whatever the number of receivers).
+    pub signals_sent: u64,
+    /// Signals sent at delivery while earlier commands were still queued (state prefetching).
+    pub prefetched: u64,
+    /// Signals recorded: the first one from each other partition for each command.
+    pub signals_received: u64,
+    /// Signals dropped: duplicates, stale ones (command already executed), from this partition,
+    /// for a command outside the global group or with a clock outside `0..=MAX_CLOCK`.
+    pub signals_ignored: u64,
+    /// Duplicates that differ from the first signal of their partition: a service that is not
+    /// deterministic. Always 0 with a correct service.
+    pub signals_divergent: u64,
+    /// Multi-partition commands that reached the head of the queue before every signal they need.
+    pub waits: u64,
+}
+
+/// What this replica sent for a multi-partition command.
+#[derive(Debug)]
+struct Sent {
+    clock: i64,
+    facts: Bytes,
+}
+
+/// A received signal's payload.
+#[derive(Debug)]
+struct Received {
+    clock: i64,
+    facts: Bytes,
+}
+
+/// A delivered command not yet executed.
+struct Pending<S: Service> {
+    id: CmdId,
+    cmd: S::Command,
+    /// Sorted, deduplicated, holds this partition.
+    dest: Vec<PartitionId>,
+    writes: Vec<S::Key>,
+    is_write: bool,
+    /// Set once the signal left (at delivery when prefetched, else at the head).
+    sent: Option<Sent>,
+    /// The head was found waiting for signals (counted once in [`Metrics::waits`]).
+    waited: bool,
+}
+
+impl<S: Service> Pending<S> {
+    fn is_multi(&self) -> bool {
+        self.dest.len() > 1
+    }
+}
+
+/// One replica's executor for partition `partition`.
+///
+/// Commands execute one at a time in delivery order. A multi-partition command at the head of the
+/// queue waits, without blocking anything but the commands behind it, until a signal from every
+/// other partition of its destination set has arrived; later inputs resume execution.
+///
+/// Invariants:
+/// - `clock` is the zxid of the last write this partition executed (or the clock it adopted from
+///   a multi-partition command); it never decreases, and every write executed here takes a zxid
+///   strictly greater than the previous one.
+/// - Multi-partition commands come from the global group in strictly increasing [`CmdId`] order;
+///   `received` only holds signals for commands after the last executed multi-partition command,
+///   so stale and duplicate signals cost no memory. Signals for commands this replica has not
+///   delivered yet are kept; there are at most as many as this replica lags behind the fastest
+///   replica of its partition, times the other partitions.
+/// - A prefetched signal carries exactly the clock and facts the command executes with: it is
+///   sent only when no multi-partition command is queued (so the clock after the queued commands
+///   is `clock` + the number of queued writes) and no queued command writes a key it reads.
+/// - `pending_writes` counts, per key, the queued commands that write it; `queued_writes` and
+///   `queued_multi` count the queued writes and multi-partition commands.
+pub struct Executor<S: Service> {
+    partition: PartitionId,
+    global_group: GroupId,
+    service: S,
+    clock: i64,
+    last_multi_delivered: Option<CmdId>,
+    last_multi_executed: Option<CmdId>,
+    queue: VecDeque<Pending<S>>,
+    pending_writes: BTreeMap<S::Key, u32>,
+    queued_writes: i64,
+    queued_multi: usize,
+    received: BTreeMap<CmdId, BTreeMap<PartitionId, Received>>,
+    metrics: Metrics,
+}
+
+impl<S: Service> Executor<S> {
+    /// A fresh executor for `partition`, whose multi-partition commands come from `global_group`,
+    /// with clock 0.
+    pub fn new(partition: PartitionId, global_group: GroupId, service: S) -> Executor<S> {
+        Executor::resume(partition, global_group, service, 0, None)
+    }
+
+    /// An executor restarting from a checkpoint of `service` taken with clock `clock`, after
+    /// executing the multi-partition command `last_multi` (if any).
+    pub fn resume(
+        partition: PartitionId,
+        global_group: GroupId,
+        service: S,
+        clock: i64,
+        last_multi: Option<CmdId>,
+    ) -> Executor<S> {
+        Executor {
+            partition,
+            global_group,
+            service,
+            clock,
+            last_multi_delivered: last_multi,
+            last_multi_executed: last_multi,
+            queue: VecDeque::new(),
+            pending_writes: BTreeMap::new(),
+            queued_writes: 0,
+            queued_multi: 0,
+            received: BTreeMap::new(),
+            metrics: Metrics::default(),
+        }
+    }
+
+    pub fn partition(&self) -> PartitionId {
+        self.partition
+    }
+
+    /// The partition's clock: the last zxid it executed or adopted.
+    pub fn clock(&self) -> i64 {
+        self.clock
+    }
+
+    /// The last multi-partition command executed (part of a checkpoint, with `clock`).
+    pub fn last_multi(&self) -> Option<CmdId> {
+        self.last_multi_executed
+    }
+
+    pub fn service(&self) -> &S {
+        &self.service
+    }
+
+    pub fn into_service(self) -> S {
+        self.service
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Delivered commands not yet executed.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Commands with at least one buffered signal.
+    pub fn buffered_signals(&self) -> usize {
+        self.received.len()
+    }
+
+    /// Delivers `cmd` and executes every command that can run. See [`Executor::enqueue`].
+    pub fn deliver(&mut self, id: CmdId, cmd: S::Command) -> Result<Step<S::Output>, Error> {
+        let signals = self.enqueue(id, cmd)?;
+        let mut step = self.run(usize::MAX);
+        step.signals.splice(0..0, signals);
+        Ok(step)
+    }
+
+    /// Records `signal` and executes every command that can run. See [`Executor::receive`].
+    pub fn on_signal(&mut self, signal: Signal) -> Step<S::Output> {
+        self.receive(signal);
+        self.run(usize::MAX)
+    }
+
+    /// Delivers `cmd` without executing anything: queues it and, for a multi-partition command
+    /// whose facts and clock are already known, returns its signal at once (state prefetching).
+    /// A driver that delivers a batch enqueues all of it, sends the signals, then calls
+    /// [`Executor::run`].
+    pub fn enqueue(&mut self, id: CmdId, cmd: S::Command) -> Result<Vec<SignalOut>, Error> {
+        let mut dest = self.service.dest(&cmd);
+        dest.sort_unstable();
+        dest.dedup();
+        if dest.is_empty() {
+            return Err(Error::EmptyDest { id });
+        }
+        if dest.binary_search(&self.partition).is_err() {
+            return Err(Error::NotInDest {
+                id,
+                partition: self.partition,
+            });
+        }
+        let multi = dest.len() > 1;
+        let mut signals = Vec::new();
+        let mut sent = None;
+        if multi {
+            if id.group != self.global_group {
+                return Err(Error::MultiOutsideGlobalGroup {
+                    id,
+                    global: self.global_group,
+                });
+            }
+            if let Some(last) = self.last_multi_delivered.filter(|last| id <= *last) {
+                return Err(Error::OutOfOrder { id, last });
+            }
+            self.last_multi_delivered = Some(id);
+            let prefetchable = self.queued_multi == 0
+                && self
+                    .service
+                    .reads(&cmd)
+                    .iter()
+                    .all(|k| !self.pending_writes.contains_key(k));
+            if prefetchable {
+                let clock = self.clock + self.queued_writes;
+                let facts = self.service.facts(&cmd);
+                if !self.queue.is_empty() {
+                    self.metrics.prefetched += 1;
+                }
+                self.metrics.signals_sent += 1;
+                signals.push(signal_out(self.partition, id, &dest, clock, facts.clone()));
+                sent = Some(Sent { clock, facts });
+            }
+            self.queued_multi += 1;
+        }
+        let writes = self.service.writes(&cmd);
+        for k in &writes {
+            *self.pending_writes.entry(k.clone()).or_insert(0) += 1;
+        }
+        let is_write = self.service.is_write(&cmd);
+        self.queued_writes += i64::from(is_write);
+        self.queue.push_back(Pending {
+            id,
+            cmd,
+            dest,
+            writes,
+            is_write,
+            sent,
+            waited: false,
+        });
+        Ok(signals)
+    }
+
+    /// Records a signal from another partition, without executing anything. Stale, duplicate and
+    /// misaddressed signals are dropped (and counted).
+    pub fn receive(&mut self, signal: Signal) {
+        let stale = self
+            .last_multi_executed
+            .is_some_and(|last| signal.cmd <= last);
+        if signal.from == self.partition
+            || signal.cmd.group != self.global_group
+            || stale
+            || !(0..=MAX_CLOCK).contains(&signal.clock)
+        {
+            self.metrics.signals_ignored += 1;
+            return;
+        }
+        let per_cmd = self.received.entry(signal.cmd).or_default();
+        match per_cmd.get(&signal.from) {
+            Some(first) => {
+                self.metrics.signals_ignored += 1;
+                if first.clock != signal.clock || first.facts != signal.facts {
+                    self.metrics.signals_divergent += 1;
+                    tracing::warn!(
+                        cmd = %signal.cmd,
+                        from = signal.from,
+                        first_clock = first.clock,
+                        clock = signal.clock,
+                        "replicas of one partition sent different signals"
+                    );
+                }
+            }
+            None => {
+                self.metrics.signals_received += 1;
+                per_cmd.insert(
+                    signal.from,
+                    Received {
+                        clock: signal.clock,
+                        facts: signal.facts,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Executes up to `max` queued commands, in order, stopping early at a multi-partition command
+    /// still waiting for signals (whose own signal then leaves, if it has not yet).
+    pub fn run(&mut self, max: usize) -> Step<S::Output> {
+        let mut step = Step::default();
+        while step.outputs.len() < max && self.head_can_run(&mut step.signals) {
+            let head = self.queue.pop_front().expect("head_can_run saw a head");
+            let executed = self.execute(head);
+            step.outputs.push(executed);
+        }
+        step
+    }
+
+    /// Whether the head of the queue can execute now. A multi-partition head first sends its
+    /// signal if it has not yet: nothing is queued ahead of it, so the clock and state are its own.
+    fn head_can_run(&mut self, signals: &mut Vec<SignalOut>) -> bool {
+        let Some(head) = self.queue.front_mut() else {
+            return false;
+        };
+        if !head.is_multi() {
+            return true;
+        }
+        if head.sent.is_none() {
+            let facts = self.service.facts(&head.cmd);
+            signals.push(signal_out(
+                self.partition,
+                head.id,
+                &head.dest,
+                self.clock,
+                facts.clone(),
+            ));
+            self.metrics.signals_sent += 1;
+            head.sent = Some(Sent {
+                clock: self.clock,
+                facts,
+            });
+        }
+        let partition = self.partition;
+        let ready = self.received.get(&head.id).is_some_and(|got| {
+            head.dest
+                .iter()
+                .all(|p| *p == partition || got.contains_key(p))
+        });
+        if !ready && !head.waited {
+            head.waited = true;
+            self.metrics.waits += 1;
+        }
+        ready
+    }
+
+    /// Executes the command just taken off the head of the queue.
+    fn execute(&mut self, p: Pending<S>) -> Executed<S::Output> {
+        for k in &p.writes {
+            let n = self
+                .pending_writes
+                .get_mut(k)
+                .expect("queued write counted");
+            *n -= 1;
+            if *n == 0 {
+                self.pending_writes.remove(k);
+            }
+        }
+        self.queued_writes -= i64::from(p.is_write);
+        let step = i64::from(p.is_write);
+        let (zxid, output) = if p.is_multi() {
+            self.queued_multi -= 1;
+            let sent = p
+                .sent
+                .expect("a multi-partition command signals before it executes");
+            assert_eq!(
+                sent.clock, self.clock,
+                "command {}: signalled clock differs from the clock it executes at",
+                p.id
+            );
+            debug_assert!(
+                sent.facts == self.service.facts(&p.cmd),
+                "command {}: prefetched facts went stale (service reads/writes incomplete?)",
+                p.id
+            );
+            let mut got = self.received.remove(&p.id).unwrap_or_default();
+            // Everything up to this command is now stale.
+            self.received = self.received.split_off(&p.id);
+            let mut facts = BTreeMap::new();
+            let mut max_clock = sent.clock;
+            facts.insert(self.partition, sent.facts);
+            for q in p.dest.iter().filter(|q| **q != self.partition) {
+                let r = got.remove(q).expect("execute only once every signal is in");
+                max_clock = max_clock.max(r.clock);
+                facts.insert(*q, r.facts);
+            }
+            let zxid = max_clock + step;
+            self.last_multi_executed = Some(p.id);
+            self.metrics.multi_partition += 1;
+            (zxid, self.service.execute(&p.cmd, zxid, &facts))
+        } else {
+            let zxid = self.clock + step;
+            (zxid, self.service.execute(&p.cmd, zxid, &BTreeMap::new()))
+        };
+        debug_assert!(zxid >= self.clock && (!p.is_write || zxid > self.clock));
+        self.clock = zxid;
+        self.metrics.executed += 1;
+        Executed {
+            id: p.id,
+            zxid,
+            output,
+        }
+    }
+}
+
+/// The signal `from` sends for command `id` to the other partitions of `dest`.
+fn signal_out(
+    from: PartitionId,
+    id: CmdId,
+    dest: &[PartitionId],
+    clock: i64,
+    facts: Bytes,
+) -> SignalOut {
+    SignalOut {
+        to: dest.iter().copied().filter(|p| *p != from).collect(),
+        signal: Signal {
+            cmd: id,
+            from,
+            clock,
+            facts,
+        },
+    }
+}
+
+impl<S: Service> std::fmt::Debug for Executor<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Executor")
+            .field("partition", &self.partition)
+            .field("clock", &self.clock)
+            .field("queued", &self.queue.len())
+            .field("last_multi_executed", &self.last_multi_executed)
+            .field("buffered_signals", &self.received.len())
+            .field("metrics", &self.metrics)
+            .finish()
+    }
+}
