@@ -550,10 +550,10 @@ mod tests {
 
     #[test]
     fn partition_of_is_stable_and_spreads() {
-        // FNV-1a 64 of "/" is 0xaf63bd4c8601b7be.
+        // FNV-1a 64 of "/" is 0xaf63a24c860189fe.
         assert_eq!(
             partition_of("/", 1 << 31),
-            (0xaf63_bd4c_8601_b7be_u64 % (1 << 31)) as u32
+            (0xaf63_a24c_8601_89fe_u64 % (1 << 31)) as u32
         );
         assert_eq!(partition_of("", 7), partition_of("/", 7));
         assert_eq!(partition_of("/a", 0), 0);
@@ -594,9 +594,15 @@ mod tests {
         let bytes = encode_facts(&facts);
         assert_eq!(decode_facts(&bytes), Some(facts));
         assert_eq!(decode_facts(&[]), Some(vec![]));
+        // A prefix decodes only when it ends at an entry boundary, and then to fewer facts.
+        let mut whole = 0;
         for cut in 1..bytes.len() {
-            assert_eq!(decode_facts(&bytes[..cut]), None, "prefix {cut}");
+            if let Some(f) = decode_facts(&bytes[..cut]) {
+                assert!(f.len() < 4, "prefix {cut}");
+                whole += 1;
+            }
         }
+        assert_eq!(whole, 3);
         for bad in [
             &[3u8][..],
             &[1, 0xff, 0xff, 0xff, 0xff],
