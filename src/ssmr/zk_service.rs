@@ -44,6 +44,17 @@
 //! to the paths the partition owns (the recursive list whole); each partition then compares the
 //! `mzxid`/`pzxid` it owns with `relativeZxid`.
 //!
+//! Known difference (the one found by the differential simulation): in ZooKeeper 3.8 a standard
+//! watch (getData, exists or getChildren with `watch`, or setWatches) that a session sets on a
+//! path where it holds a persistent recursive watch *replaces* the recursive one in that manager
+//! (3.8 keeps one mode per session and path; 3.9 keeps both, ZOOKEEPER-4466). Here the standard
+//! watch is registered on `h(path)` only, so the copies of the recursive watch on the other
+//! partitions survive and keep firing for descendants those partitions own: the session gets
+//! the events 3.9 would send and 3.8 would not. Reproducing 3.8 exactly would need every
+//! watching read to go to all partitions (or a registry replicated by a global command); the
+//! extra events are harmless to recipes, which treat an event as "look again"
+//! (`known_difference_standard_watch_over_recursive_watch` pins this down).
+//!
 //! Caveat (Lamport zxids, not partitioning): the `relativeZxid` a client sends in setWatches is
 //! the last zxid it saw, possibly from another partition whose clock ran ahead; a change made on
 //! the owner after the client disconnected can carry a smaller zxid and then not be reported as
