@@ -991,6 +991,7 @@ fn known_difference_standard_watch_over_recursive_watch() {
         )
     };
     apply(A, create_session(A));
+    apply(B, create_session(B));
     for op in [
         Request::Create {
             op: OpCode::Create,
