@@ -575,6 +575,113 @@ mod tests {
         assert!(seen.iter().all(|n| *n > 60), "{seen:?}");
     }
 
+    fn cmd(op: Op) -> Command {
+        Command {
+            session: 1,
+            xid: 1,
+            time_ms: 0,
+            op,
+        }
+    }
+
+    fn req(r: Request) -> Command {
+        cmd(Op::Request(r))
+    }
+
+    #[test]
+    fn oracle_rows() {
+        use protocol::{DeleteRequest, PathWatchRequest, SetDataRequest};
+        let k = 4;
+        let all = vec![0, 1, 2, 3];
+        let pw = |p: &str| PathWatchRequest {
+            path: p.into(),
+            watch: true,
+        };
+        let set = |p: &str| {
+            MultiOp::SetData(SetDataRequest {
+                path: p.into(),
+                data: None,
+                version: -1,
+            })
+        };
+        let (p, q) = ("/a", "/b");
+        let (hp, hq) = (partition_of(p, k), partition_of(q, k));
+        assert_ne!(hp, hq, "pick paths of different owners");
+        assert_eq!(dest_of(&cmd(Op::CloseSession), k), all);
+        assert_eq!(
+            dest_of(
+                &req(Request::Delete(DeleteRequest {
+                    path: p.into(),
+                    version: 1
+                })),
+                k
+            ),
+            all
+        );
+        assert_eq!(dest_of(&req(Request::GetData(pw(p))), k), vec![hp]);
+        assert_eq!(dest_of(&req(Request::GetChildren2(pw(q))), k), vec![hq]);
+        let mut both = vec![hp, hq];
+        both.sort_unstable();
+        assert_eq!(dest_of(&req(Request::Multi(vec![set(q), set(p)])), k), both);
+        let with_delete = Request::Multi(vec![
+            set(p),
+            MultiOp::Delete(DeleteRequest {
+                path: q.into(),
+                version: -1,
+            }),
+        ]);
+        assert_eq!(dest_of(&req(with_delete), k), all);
+        assert_eq!(dest_of(&req(Request::Multi(vec![])), k), vec![0]);
+        assert_eq!(dest_of(&req(Request::MultiRead(vec![])), k), vec![0]);
+        assert_eq!(dest_of(&req(Request::Ping), k), vec![0]);
+    }
+
+    #[test]
+    fn garbage_facts_never_panic_and_are_ignored() {
+        use protocol::DeleteRequest;
+        let k = 2;
+        let path = (0..)
+            .map(|i| format!("/n{i}"))
+            .find(|p| partition_of(p, k) == 1)
+            .unwrap();
+        let mut s = ZkService::new(Zk::new(crate::zk::Options::default()), 0, k);
+        let open = cmd(Op::CreateSession {
+            timeout_ms: 10_000,
+            passwd: vec![],
+            client_ip: "127.0.0.1".into(),
+        });
+        s.execute(&open, 1, &BTreeMap::new());
+        let delete = req(Request::Delete(DeleteRequest {
+            path: path.clone(),
+            version: 0,
+        }));
+        for garbage in [&b"\x01\xff\xff\xff\xff"[..], b"\x09", b"\x01\0\0\0\x02/n"] {
+            let facts = BTreeMap::from([(0, Bytes::new()), (1, Bytes::copy_from_slice(garbage))]);
+            let out = s.execute(&delete, 2, &facts);
+            assert_eq!(out.err, ErrorCode::NoNode);
+        }
+        // A fact about a path the sender does not own is not trusted either.
+        let mine = (0..)
+            .map(|i| format!("/m{i}"))
+            .find(|p| partition_of(p, k) == 0)
+            .unwrap();
+        let forged = encode_facts(&[Fact::Node {
+            path: mine.clone(),
+            owned: Some(OwnedFields {
+                data: None,
+                version: 9,
+                mzxid: 9,
+                mtime: 9,
+            }),
+        }]);
+        s.execute(
+            &delete,
+            3,
+            &BTreeMap::from([(0, Bytes::new()), (1, forged)]),
+        );
+        assert_eq!(s.zk().last_zxid(), 3);
+    }
+
     #[test]
     fn facts_round_trip_and_garbage_is_rejected() {
         let facts = vec![

@@ -229,7 +229,12 @@ fn random_op(rng: &mut Rng) -> Op {
             }))
         }
         94..=95 => Op::CloseSession,
-        96..=97 => {
+        97 => r(Request::SetAcl(protocol::SetAclRequest {
+            path: path(rng),
+            acl: open_acl(),
+            version: version(rng),
+        })),
+        96 => {
             // Stands for createSession of the command's session (reopened after a close).
             create_session(0)
         }
