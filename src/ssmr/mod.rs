@@ -27,6 +27,9 @@ mod executor;
 mod signal;
 #[cfg(test)]
 mod sim_test;
+pub mod zk_service;
+#[cfg(test)]
+mod zk_sim_test;
 
 use std::collections::BTreeMap;
 
@@ -34,6 +37,7 @@ use bytes::Bytes;
 
 pub use executor::{Executed, Executor, Metrics, SignalOut, Step, MAX_CLOCK};
 pub use signal::Signal;
+pub use zk_service::{dest_of, partition_of, ZkKey, ZkService};
 
 use crate::multicast::{GroupId, Instance};
 

@@ -38,6 +38,7 @@
 
 mod acl;
 mod inspect;
+mod owned;
 mod path;
 mod snapshot;
 mod tree;
@@ -54,6 +55,7 @@ use protocol::{
 };
 
 pub use acl::generate_digest;
+pub use owned::OwnedFields;
 pub use path::is_valid as is_valid_path;
 pub use snapshot::SnapshotError;
 pub use tree::TTL_MAX;

@@ -600,6 +600,19 @@ impl Tree {
         }
     }
 
+    /// Replaces a node's data, version, mzxid and mtime (see `Zk::overwrite_owned`); false when
+    /// the node does not exist.
+    pub fn overwrite_owned(&mut self, path: &str, owned: &super::OwnedFields) -> bool {
+        let Some(node) = self.nodes.get_mut(path::key(path)) else {
+            return false;
+        };
+        node.data.clone_from(&owned.data);
+        node.stat.version = owned.version;
+        node.stat.mzxid = owned.mzxid;
+        node.stat.mtime = owned.mtime;
+        true
+    }
+
     /// `DataTree.setACL` with the aversion Prep computed.
     pub fn set_acl(&mut self, path: &str, acl: Vec<Acl>, aversion: i32) -> Stat {
         let extended = self.extended;
