@@ -857,22 +857,9 @@ fn run(seed: u64, totals: &mut Totals) {
 
 #[test]
 fn members_agree_and_recover_under_faults() {
-    let seeds: Vec<u64> = match std::env::var("VOLERY_SEED") {
-        Ok(s) => vec![s.parse().expect("VOLERY_SEED must be a u64")],
-        Err(_) => {
-            let n = std::env::var("VOLERY_SIM_SEEDS")
-                .map(|s| s.parse().expect("VOLERY_SIM_SEEDS must be a u64"))
-                .unwrap_or(DEFAULT_SEEDS);
-            (0..n).collect()
-        }
-    };
     let mut totals = Totals::default();
-    for seed in seeds {
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(seed, &mut totals)));
-        if let Err(e) = r {
-            eprintln!("simulation failed with seed {seed}; replay with VOLERY_SEED={seed}");
-            std::panic::resume_unwind(e);
-        }
+    for seed in crate::testkit::seeds(DEFAULT_SEEDS) {
+        crate::testkit::replaying(seed, || run(seed, &mut totals));
     }
     eprintln!(
         "sim_member: {} seeds, {} simulated ms steps, {} messages, {} merged instances, \

@@ -287,15 +287,7 @@ fn run(seed: u64, steps: usize) {
 
 #[test]
 fn agreement_under_drops_duplicates_reorders_and_crashes() {
-    let seeds: Vec<u64> = match std::env::var("VOLERY_SEED") {
-        Ok(s) => vec![s.parse().expect("VOLERY_SEED must be a u64")],
-        Err(_) => (0..300).collect(),
-    };
-    for seed in seeds {
-        let r = std::panic::catch_unwind(|| run(seed, 3000));
-        if let Err(e) = r {
-            eprintln!("simulation failed with seed {seed}; replay with VOLERY_SEED={seed}");
-            std::panic::resume_unwind(e);
-        }
+    for seed in crate::testkit::seeds(300) {
+        crate::testkit::replaying(seed, || run(seed, 3000));
     }
 }

@@ -615,23 +615,10 @@ fn run_seed(seed: u64) -> Totals {
 
 #[test]
 fn zk_on_k_partitions_matches_one_zk() {
-    let seeds: Vec<u64> = match std::env::var("VOLERY_SEED") {
-        Ok(s) => vec![s.parse().expect("VOLERY_SEED is a u64")],
-        Err(_) => {
-            let n = std::env::var("VOLERY_SIM_SEEDS")
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(DEFAULT_SEEDS);
-            (0..n).collect()
-        }
-    };
     let mut all = Totals::default();
     let mut per_k = [0u64; 5];
-    for seed in seeds {
-        let t = std::panic::catch_unwind(|| run_seed(seed)).unwrap_or_else(|e| {
-            eprintln!("replay with: VOLERY_SEED={seed} cargo test --lib zk_on_k_partitions");
-            std::panic::resume_unwind(e)
-        });
+    for seed in crate::testkit::seeds(DEFAULT_SEEDS) {
+        let t = crate::testkit::replaying(seed, || run_seed(seed));
         per_k[1 + Rng(seed).index(4)] += 1;
         all.seeds += t.seeds;
         all.commands += t.commands;
