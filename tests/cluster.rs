@@ -665,3 +665,57 @@ async fn three_servers_from_volery_toml_share_one_tree() {
     }
     assert_eq!(leaders, 1, "exactly one leader");
 }
+
+/// Sessions belong to the cluster: one opened on one server resumes on another with the same
+/// password, and once no server holds it, the leader expires it and its ephemeral disappears
+/// everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_resumes_on_another_server_and_expires_when_no_server_holds_it() {
+    use common::raw::{create_body, RawConn};
+    let cluster = Cluster::start(3).await;
+    cluster.wait_leader(Duration::from_secs(20)).await;
+    // tickTime=200: the granted timeout is at most 20 ticks.
+    let mut first = RawConn::connect(&cluster.addr(1), 2_000).await;
+    assert_ne!(first.session_id, 0, "session opened");
+    let created = first
+        .request(1, &create_body("/cluster-eph", b"x", 1 /* EPHEMERAL */))
+        .await;
+    assert_eq!(created.err, 0, "ephemeral created");
+    let (id, password, timeout) = (first.session_id, first.password.clone(), first.timeout_ms);
+    drop(first);
+    let moved = RawConn::resume(&cluster.addr(2), timeout, id, &password).await;
+    assert_eq!(
+        moved.session_id, id,
+        "the session resumes on another server"
+    );
+    let observer = zk::Client::connector()
+        .with_fail_eagerly()
+        .connect(&cluster.addr(0))
+        .await
+        .expect("observer session");
+    observer.sync("/").await.unwrap();
+    assert!(
+        observer.check_stat("/cluster-eph").await.unwrap().is_some(),
+        "held by a live session"
+    );
+    drop(moved);
+    let deadline =
+        Instant::now() + Duration::from_millis(timeout as u64) * 3 + Duration::from_secs(2);
+    loop {
+        observer.sync("/").await.unwrap();
+        if observer.check_stat("/cluster-eph").await.unwrap().is_none() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the ephemeral of an abandoned session outlived {}x its timeout",
+            3
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let gone = RawConn::resume(&cluster.addr(0), timeout, id, &password).await;
+    assert_eq!(
+        gone.session_id, 0,
+        "the expired session is refused everywhere"
+    );
+}
