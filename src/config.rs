@@ -68,6 +68,8 @@ pub enum ConfigError {
     Read { file: String, why: String },
     #[error("{file}: {why}")]
     Toml { file: String, why: String },
+    #[error("partitions={partitions} must divide the {servers} server(s) into equal partitions of at least one replica")]
+    Partitions { partitions: u32, servers: usize },
     #[error("{file}: invalid myid: {why}")]
     MyId { file: String, why: String },
 }
@@ -115,6 +117,9 @@ pub struct Config {
     pub server_id: u64,
     /// The ensemble's `server.N` lines.
     pub servers: BTreeMap<u64, ServerLine>,
+    /// Partitions of the znode tree (`partitions=k`): the servers, in id order, form k equal
+    /// partitions of r = servers / k replicas each.
+    pub partitions: u32,
 }
 
 impl Default for Config {
@@ -141,6 +146,7 @@ impl Default for Config {
             purge_interval_hours: 0,
             server_id: 0,
             servers: BTreeMap::new(),
+            partitions: 1,
         }
     }
 }
@@ -236,6 +242,8 @@ pub struct TomlConfig {
     pub super_digest: Option<String>,
     pub four_letter_whitelist: Option<Vec<String>>,
     pub server_id: Option<u64>,
+    /// Partitions of the znode tree (`partitions` in zoo.cfg).
+    pub partitions: Option<u32>,
     pub autopurge_snap_retain_count: Option<u32>,
     pub autopurge_purge_interval_hours: Option<u32>,
     pub metrics: Option<TomlMetrics>,
@@ -378,6 +386,7 @@ impl Config {
                 "dataDir" => data_dir = Some(PathBuf::from(value)),
                 "dataLogDir" => cfg.data_log_dir = Some(PathBuf::from(value)),
                 "tickTime" => cfg.tick_time_ms = num("milliseconds")?,
+                "partitions" => cfg.partitions = num("a number of partitions")?,
                 "initLimit" => cfg.init_limit = num("a number of ticks")?,
                 "syncLimit" => cfg.sync_limit = num("a number of ticks")?,
                 "maxClientCnxns" => cfg.max_client_cnxns = num("a connection count")?,
@@ -490,6 +499,7 @@ impl Config {
              max_outstanding <- max_outstanding, snap_count <- snap_count,
              container_check_interval_ms <- container_check_interval_ms,
              extended_types <- extended_types, server_id <- server_id,
+             partitions <- partitions,
              snap_retain_count <- autopurge_snap_retain_count,
              purge_interval_hours <- autopurge_purge_interval_hours);
         if t.super_digest.is_some() {
@@ -561,6 +571,13 @@ impl Config {
         }
         if self.max_buffer < 1024 {
             return Err(ConfigError::MaxBufferTooSmall(self.max_buffer));
+        }
+        let servers = self.servers.len().max(1);
+        if self.partitions == 0 || !servers.is_multiple_of(self.partitions as usize) {
+            return Err(ConfigError::Partitions {
+                partitions: self.partitions,
+                servers,
+            });
         }
         Ok(())
     }
@@ -834,5 +851,23 @@ peer_port = 2890
         assert!(e.to_string().contains("server_id"), "{e}");
         let twice = text.replace("id = 3", "id = 1");
         assert!(Config::parse_toml(&twice, "cluster.toml").is_err());
+    }
+
+    #[test]
+    fn partitions_must_split_the_servers_evenly() {
+        let base = "tickTime=2000\ndataDir=/tmp/p\nclientPort=2181\n\
+server.1=127.0.0.1:2881:3881\nserver.2=127.0.0.1:2882:3882\n\
+server.3=127.0.0.1:2883:3883\nserver.4=127.0.0.1:2884:3884\n";
+        let (c, warnings) =
+            Config::parse_zoo_cfg(&format!("{base}partitions=2\n"), "zoo.cfg").unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(c.partitions, 2);
+        assert!(c.validate().is_ok());
+        let (c, _) = Config::parse_zoo_cfg(&format!("{base}partitions=3\n"), "zoo.cfg").unwrap();
+        let e = c.validate().unwrap_err();
+        assert!(e.to_string().contains("partitions=3"), "{e}");
+        assert!(Config::parse_zoo_cfg(&format!("{base}partitions=two\n"), "zoo.cfg").is_err());
+        let (t, _) = Config::parse_toml("partitions = 1\n", "volery.toml").unwrap();
+        assert_eq!(t.partitions, 1);
     }
 }

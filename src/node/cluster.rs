@@ -38,12 +38,17 @@ pub enum ClusterError {
     Resolve { id: u64, host: String, port: u16 },
     #[error("peer transport: {0}")]
     Peer(#[from] crate::peer::PeerError),
+    #[error("partitions={0}: serving more than one partition is not available yet; a cluster runs as one partition")]
+    PartitionsUnsupported(u32),
 }
 
 impl ClusterSpec {
     /// The cluster described by the `server.N` entries, or `None` for a standalone server (no
     /// entries, or only this server's).
     pub fn from_config(cfg: &Config) -> Result<Option<ClusterSpec>, ClusterError> {
+        if cfg.partitions > 1 {
+            return Err(ClusterError::PartitionsUnsupported(cfg.partitions));
+        }
         if cfg.servers.len() <= 1 {
             return Ok(None);
         }
@@ -76,6 +81,18 @@ impl ClusterSpec {
     pub fn member_ids(&self) -> Vec<NodeId> {
         self.members.keys().copied().collect()
     }
+}
+
+/// The partition of each server when `partitions` split them: in id order, consecutive runs of
+/// `servers / partitions` replicas (the config has checked that this divides evenly).
+pub fn partition_layout(server_ids: &[u64], partitions: u32) -> BTreeMap<u64, u32> {
+    let mut ids = server_ids.to_vec();
+    ids.sort_unstable();
+    let replicas = (ids.len() / partitions.max(1) as usize).max(1);
+    ids.into_iter()
+        .enumerate()
+        .map(|(i, id)| (id, (i / replicas) as u32))
+        .collect()
 }
 
 /// A frame on the peer port.
@@ -194,6 +211,27 @@ pub async fn connect(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn servers_split_into_equal_partitions_in_id_order() {
+        let layout = partition_layout(&[7, 1, 3, 5, 2, 9], 3);
+        let by_partition: Vec<(u64, u32)> = layout.into_iter().collect();
+        assert_eq!(
+            by_partition,
+            vec![(1, 0), (2, 0), (3, 1), (5, 1), (7, 2), (9, 2)]
+        );
+        assert!(partition_layout(&[4, 2], 1).values().all(|&p| p == 0));
+    }
+
+    #[test]
+    fn more_than_one_partition_is_refused_clearly() {
+        let cfg = Config {
+            partitions: 2,
+            ..Config::default()
+        };
+        let e = ClusterSpec::from_config(&cfg).unwrap_err();
+        assert!(e.to_string().contains("partitions=2"), "{e}");
+    }
 
     #[test]
     fn frames_round_trip_and_garbage_is_an_error() {
