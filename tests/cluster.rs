@@ -719,3 +719,66 @@ async fn a_session_resumes_on_another_server_and_expires_when_no_server_holds_it
         "the expired session is refused everywhere"
     );
 }
+
+/// A server whose disk was replaced comes back behind what every acceptor has trimmed: it fetches a
+/// checkpoint from another server (state transfer), then catches up and serves the whole tree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_server_installs_a_checkpoint_and_catches_up() {
+    use common::cluster::ClusterOptions;
+    let mut cluster = Cluster::start_with(
+        3,
+        ClusterOptions {
+            snap_count: Some(20),
+            ..ClusterOptions::default()
+        },
+    )
+    .await;
+    cluster.wait_leader(Duration::from_secs(20)).await;
+    let writer = zk::Client::connector()
+        .with_fail_eagerly()
+        .connect(&cluster.addr(0))
+        .await
+        .expect("writer session");
+    create_persistent(&writer, "/st", b"").await;
+    for i in 0..300 {
+        let path = format!("/st/k{}", i % 10);
+        if i < 10 {
+            create_persistent(&writer, &path, b"0").await;
+        } else {
+            writer
+                .set_data(&path, i.to_string().as_bytes(), None)
+                .await
+                .unwrap();
+        }
+    }
+    // Let every member report its checkpoints, so the acceptors trim.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    cluster.wipe(2);
+    for i in 300..340 {
+        writer
+            .set_data(&format!("/st/k{}", i % 10), i.to_string().as_bytes(), None)
+            .await
+            .unwrap();
+    }
+    cluster.start_again(2).await;
+    let reader = zk::Client::connector()
+        .with_fail_eagerly()
+        .connect(&cluster.addr(2))
+        .await
+        .expect("reader session on the wiped server");
+    reader.sync("/st").await.unwrap();
+    for k in 0..10 {
+        let (data, stat) = reader.get_data(&format!("/st/k{k}")).await.unwrap();
+        assert_eq!(data, (330 + k).to_string().as_bytes(), "/st/k{k}");
+        assert_eq!(stat.version, 33, "/st/k{k}");
+    }
+    if cluster.flavor() == Flavor::Volery {
+        assert!(
+            cluster
+                .log(2)
+                .contains("checkpoint installed from another member"),
+            "the wiped server caught up without a state transfer?\n{}",
+            cluster.log(2)
+        );
+    }
+}

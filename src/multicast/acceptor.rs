@@ -152,7 +152,8 @@ impl Acceptor {
             | PaxosMsg::Decision { .. }
             | PaxosMsg::Heartbeat { .. }
             | PaxosMsg::Forward { .. }
-            | PaxosMsg::CatchUp { .. } => {}
+            | PaxosMsg::CatchUp { .. }
+            | PaxosMsg::Trimmed { .. } => {}
         }
         out
     }

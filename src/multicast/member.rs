@@ -234,6 +234,31 @@ impl Member {
         }
     }
 
+    /// Moves the learner to a checkpoint installed from another member: every group resumes at
+    /// its `next` instance (the checkpoint's position + 1). Decisions below are no longer needed.
+    pub fn install(&mut self, next: &[Instance]) -> Result<(), Error> {
+        if next.len() != self.groups.len() {
+            return Err(Error::InvalidPosition("one position per group"));
+        }
+        let positions: Vec<(GroupId, Instance)> = self
+            .groups
+            .iter()
+            .zip(next)
+            .map(|(g, n)| (g.group, *n))
+            .collect();
+        self.learner = Learner::new(&positions, self.opts.merge_m)?;
+        let (id, now) = (self.id, self.now);
+        for (g, &n) in self.groups.iter_mut().zip(next) {
+            g.last_next = n;
+            g.progress_at = now;
+            g.catch_up_to = 0;
+            g.catch_up_at = None;
+            let mark = g.checkpointed.entry(id).or_insert(1);
+            *mark = (*mark).max(n);
+        }
+        Ok(())
+    }
+
     /// True when nothing this node holds for `group` waits to be ordered.
     pub fn is_idle(&self, group: GroupId) -> bool {
         self.state(group).is_none_or(|g| {
@@ -380,18 +405,30 @@ impl Member {
                     ),
                 }
             }
+            PaxosMsg::Trimmed { group, low } => {
+                if self.learner.next_instance(group).unwrap_or(1) < low {
+                    out.state_needed.push((group, from));
+                }
+            }
             PaxosMsg::CatchUp { group, from: first } => {
                 let delivered = self.learner.next_instance(group).unwrap_or(1);
                 let g = &self.groups[gi];
                 let last = delivered.min(first.saturating_add(self.opts.catch_up_batch));
                 if first < g.acceptor.low() {
-                    tracing::warn!(
+                    tracing::info!(
                         group,
                         from,
                         first,
                         low = g.acceptor.low(),
                         "a learner needs trimmed instances; it must be restored from a checkpoint"
                     );
+                    out.send.push(Envelope {
+                        to: from,
+                        msg: PaxosMsg::Trimmed {
+                            group,
+                            low: g.acceptor.low(),
+                        },
+                    });
                 }
                 for instance in first.max(g.acceptor.low())..last {
                     if let Some((ballot, value)) = g.acceptor.accepted(instance) {

@@ -160,6 +160,9 @@ pub struct Outputs {
     /// Changes of the believed leader of a group ([`Member`] only). Commands forwarded to the
     /// previous leader and not yet delivered may be lost.
     pub leader_changes: Vec<(GroupId, Option<NodeId>)>,
+    /// Groups whose missing decisions other members have trimmed ([`Member`] only): the replica
+    /// must install a checkpoint from the named member (state transfer).
+    pub state_needed: Vec<(GroupId, NodeId)>,
 }
 
 impl Outputs {
@@ -172,6 +175,7 @@ impl Outputs {
         self.delivered.extend(other.delivered);
         self.delivered_wait |= other.delivered_wait;
         self.leader_changes.extend(other.leader_changes);
+        self.state_needed.extend(other.state_needed);
     }
 
     /// True when nothing needs doing.
@@ -182,6 +186,7 @@ impl Outputs {
             && self.decided.is_empty()
             && self.delivered.is_empty()
             && self.leader_changes.is_empty()
+            && self.state_needed.is_empty()
     }
 }
 

@@ -66,6 +66,9 @@ pub enum PaxosMsg {
     },
     /// A learner asks for the decisions of instances `from..` it has not learned.
     CatchUp { group: GroupId, from: Instance },
+    /// The answer to a [`PaxosMsg::CatchUp`] for instances the sender's acceptor has trimmed:
+    /// it keeps only `low..`, so the learner needs a checkpoint at `low - 1` or later.
+    Trimmed { group: GroupId, low: Instance },
 }
 
 impl PaxosMsg {
@@ -80,7 +83,8 @@ impl PaxosMsg {
             | PaxosMsg::Decision { group, .. }
             | PaxosMsg::Heartbeat { group, .. }
             | PaxosMsg::Forward { group, .. }
-            | PaxosMsg::CatchUp { group, .. } => *group,
+            | PaxosMsg::CatchUp { group, .. }
+            | PaxosMsg::Trimmed { group, .. } => *group,
         }
     }
 }

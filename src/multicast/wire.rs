@@ -30,6 +30,7 @@ const TAG_DECISION: u8 = 6;
 const TAG_HEARTBEAT: u8 = 7;
 const TAG_FORWARD: u8 = 8;
 const TAG_CATCH_UP: u8 = 9;
+const TAG_TRIMMED: u8 = 10;
 
 /// Smallest encoding of one `Promise::accepted` entry: instance, ballot, batch length and an
 /// empty batch (time_ms u64, count u32).
@@ -60,7 +61,7 @@ impl PaxosMsg {
             PaxosMsg::Forward { commands, .. } => {
                 G + 4 + commands.iter().map(|c| 4 + c.len()).sum::<usize>()
             }
-            PaxosMsg::CatchUp { .. } => G + I,
+            PaxosMsg::CatchUp { .. } | PaxosMsg::Trimmed { .. } => G + I,
         }
     }
 
@@ -174,6 +175,11 @@ impl PaxosMsg {
                 put_u32(out, *group);
                 put_u64(out, *from);
             }
+            PaxosMsg::Trimmed { group, low } => {
+                out.push(TAG_TRIMMED);
+                put_u32(out, *group);
+                put_u64(out, *low);
+            }
         }
     }
 
@@ -247,6 +253,10 @@ impl PaxosMsg {
             TAG_CATCH_UP => PaxosMsg::CatchUp {
                 group: r.group()?,
                 from: r.instance()?,
+            },
+            TAG_TRIMMED => PaxosMsg::Trimmed {
+                group: r.group()?,
+                low: r.instance()?,
             },
             _ => return Err(Error::MalformedMessage("unknown message tag")),
         };
@@ -430,6 +440,7 @@ mod tests {
                 .prop_map(|(group, commands)| PaxosMsg::Forward { group, commands }),
             (any::<u32>(), any::<u64>())
                 .prop_map(|(group, from)| PaxosMsg::CatchUp { group, from }),
+            (any::<u32>(), any::<u64>()).prop_map(|(group, low)| PaxosMsg::Trimmed { group, low }),
         ]
     }
 

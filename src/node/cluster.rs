@@ -18,6 +18,8 @@ use crate::zk::SessionId;
 
 const TAG_PAXOS: u8 = 0;
 const TAG_SESSIONS: u8 = 1;
+const TAG_CHECKPOINT_REQUEST: u8 = 2;
+const TAG_CHECKPOINT: u8 = 3;
 
 /// The members of a cluster and their peer addresses.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -102,6 +104,14 @@ pub enum PeerFrame {
     /// Sessions with a live connection on the sender: their deadlines are renewed everywhere, so
     /// that whichever server leads can expire exactly the sessions nobody serves.
     SessionsAlive(Vec<SessionId>),
+    /// Asks for the sender's latest checkpoint (state transfer to a member that lags behind
+    /// what every acceptor has trimmed).
+    CheckpointRequest,
+    /// A checkpoint: the position it reflects (one instance per group) and the service's state.
+    Checkpoint {
+        position: Vec<u64>,
+        data: Bytes,
+    },
 }
 
 /// The frame of a Paxos message, without building a [`PeerFrame`].
@@ -123,6 +133,17 @@ impl PeerFrame {
                 for id in ids {
                     out.put_i64(*id);
                 }
+                out.freeze()
+            }
+            PeerFrame::CheckpointRequest => Bytes::from_static(&[TAG_CHECKPOINT_REQUEST]),
+            PeerFrame::Checkpoint { position, data } => {
+                let mut out = BytesMut::with_capacity(5 + 8 * position.len() + data.len());
+                out.put_u8(TAG_CHECKPOINT);
+                out.put_u32(position.len() as u32);
+                for p in position {
+                    out.put_u64(*p);
+                }
+                out.extend_from_slice(data);
                 out.freeze()
             }
         }
@@ -148,6 +169,21 @@ impl PeerFrame {
                     (0..n).map(|_| frame.get_i64()).collect(),
                 ))
             }
+            TAG_CHECKPOINT_REQUEST if frame.is_empty() => Ok(PeerFrame::CheckpointRequest),
+            TAG_CHECKPOINT => {
+                if frame.len() < 4 {
+                    return Err("truncated checkpoint");
+                }
+                let n = frame.get_u32() as usize;
+                if frame.len() < n.saturating_mul(8) {
+                    return Err("truncated checkpoint position");
+                }
+                let position = (0..n).map(|_| frame.get_u64()).collect();
+                Ok(PeerFrame::Checkpoint {
+                    position,
+                    data: frame,
+                })
+            }
             _ => Err("unknown frame tag"),
         }
     }
@@ -160,11 +196,22 @@ pub struct Link {
     pub network: Network,
 }
 
-/// Starts the peer transport and a task that hands Paxos messages to the group driver and
-/// session liveness reports to `tracker`.
+/// A checkpoint received from another member, for the replica to install.
+#[derive(Debug)]
+pub struct Received {
+    pub from: NodeId,
+    pub position: Vec<u64>,
+    pub data: Bytes,
+}
+
+/// Starts the peer transport and a task that hands Paxos messages to the group driver, session
+/// liveness reports to `tracker`, answers checkpoint requests from `checkpoints`, and hands
+/// received checkpoints to `installs`.
 pub async fn connect(
     spec: &ClusterSpec,
     tracker: Arc<SessionTracker>,
+    checkpoints: storage::CheckpointDb,
+    installs: mpsc::Sender<Received>,
 ) -> Result<Link, ClusterError> {
     let listen = spec.members[&spec.id];
     let others: BTreeMap<NodeId, SocketAddr> = spec
@@ -175,6 +222,7 @@ pub async fn connect(
         .collect();
     let (peers, mut events) = Peers::start(PeerConfig::new(spec.id, listen, others)).await?;
     let (tx, rx) = mpsc::channel(crate::peer::EVENT_QUEUE);
+    let replier = peers.clone();
     tokio::spawn(async move {
         while let Some(ev) = events.recv().await {
             let ev = match ev {
@@ -185,6 +233,18 @@ pub async fn connect(
                         for id in ids {
                             tracker.touch(id, now);
                         }
+                        continue;
+                    }
+                    Ok(PeerFrame::CheckpointRequest) => {
+                        tokio::spawn(send_checkpoint(checkpoints.clone(), replier.clone(), from));
+                        continue;
+                    }
+                    Ok(PeerFrame::Checkpoint { position, data }) => {
+                        let _ = installs.try_send(Received {
+                            from,
+                            position,
+                            data,
+                        });
                         continue;
                     }
                     Err(why) => {
@@ -206,6 +266,36 @@ pub async fn connect(
         peers,
         network: Network { send, events: rx },
     })
+}
+
+/// Sends this node's latest checkpoint to `to`.
+async fn send_checkpoint(checkpoints: storage::CheckpointDb, peers: Peers, to: NodeId) {
+    let latest = tokio::task::spawn_blocking(move || checkpoints.load_latest()).await;
+    let cp = match latest {
+        Ok(Ok(Some(cp))) => cp,
+        Ok(Ok(None)) => {
+            tracing::warn!(to, "a member asked for a checkpoint; this one has none yet");
+            return;
+        }
+        Ok(Err(e)) => {
+            tracing::error!(to, error = %e, "cannot read the checkpoint a member asked for");
+            return;
+        }
+        Err(e) => {
+            tracing::error!(to, error = %e, "checkpoint reader failed");
+            return;
+        }
+    };
+    let frame = PeerFrame::Checkpoint {
+        position: cp.position,
+        data: cp.data.into(),
+    }
+    .encode();
+    let bytes = frame.len();
+    match peers.send_wait(to, frame).await {
+        Ok(()) => tracing::info!(to, bytes, "checkpoint sent to a lagging member"),
+        Err(e) => tracing::warn!(to, bytes, error = %e, "could not send a checkpoint"),
+    }
 }
 
 #[cfg(test)]
@@ -239,6 +329,13 @@ mod tests {
         assert_eq!(PeerFrame::decode(f.encode()), Ok(f));
         let p = PeerFrame::Paxos(PaxosMsg::CatchUp { group: 3, from: 9 });
         assert_eq!(PeerFrame::decode(p.encode()), Ok(p));
+        let c = PeerFrame::Checkpoint {
+            position: vec![41, 7],
+            data: Bytes::from_static(b"tree"),
+        };
+        assert_eq!(PeerFrame::decode(c.encode()), Ok(c));
+        let r = PeerFrame::CheckpointRequest;
+        assert_eq!(PeerFrame::decode(r.encode()), Ok(r));
         for bad in [&b""[..], b"\x01\x00\x00\x00\x02abc", b"\x09", b"\x00"] {
             assert!(PeerFrame::decode(Bytes::copy_from_slice(bad)).is_err());
         }

@@ -151,6 +151,10 @@ enum Control {
         up_to: Instance,
         done: oneshot::Sender<Result<(), GroupError>>,
     },
+    Install {
+        at: Instance,
+        done: oneshot::Sender<Result<(), GroupError>>,
+    },
     Shutdown,
 }
 
@@ -184,6 +188,17 @@ impl GroupHandle {
         let (done, wait) = oneshot::channel();
         self.control
             .send(Control::Trim { up_to, done })
+            .await
+            .map_err(|_| self.stopped_error())?;
+        wait.await.map_err(|_| self.stopped_error())?
+    }
+
+    /// Resumes delivery after instance `at`, whose state the replica installed from another
+    /// member's checkpoint (the decisions up to it were trimmed everywhere).
+    pub async fn install(&self, at: Instance) -> Result<(), GroupError> {
+        let (done, wait) = oneshot::channel();
+        self.control
+            .send(Control::Install { at, done })
             .await
             .map_err(|_| self.stopped_error())?;
         wait.await.map_err(|_| self.stopped_error())?
@@ -228,6 +243,8 @@ pub struct Group {
     pub handle: GroupHandle,
     /// Decided batches in instance order; closes when the group stops.
     pub deliveries: mpsc::Receiver<Delivered>,
+    /// Members to fetch a checkpoint from: the decisions this node misses were trimmed.
+    pub state_requests: mpsc::Receiver<NodeId>,
     /// The driver task; ends with the reason the group stopped.
     pub task: JoinHandle<Result<(), GroupError>>,
 }
@@ -291,6 +308,7 @@ pub async fn start(
     let (control_tx, control_rx) = mpsc::channel(16);
     let (deliver_tx, deliver_rx) = mpsc::channel(options.delivery_capacity.max(1));
     let (view_tx, view_rx) = watch::channel(LeaderView::default());
+    let (state_tx, state_rx) = mpsc::channel(4);
     let fault = Arc::new(OnceLock::new());
     let leader = Arc::new(AtomicU32::new(0));
     let (send, events) = match network {
@@ -314,6 +332,7 @@ pub async fn start(
         fault: fault.clone(),
         leader: leader.clone(),
         view: view_tx,
+        state: state_tx,
     };
     let task = tokio::spawn(driver.run(submit_rx, control_rx, deliver_tx, events));
     Ok(Group {
@@ -327,6 +346,7 @@ pub async fn start(
             view: view_rx,
         },
         deliveries: deliver_rx,
+        state_requests: state_rx,
         task,
     })
 }
@@ -354,6 +374,7 @@ struct Driver {
     fault: Arc<OnceLock<StoreError>>,
     leader: Arc<AtomicU32>,
     view: watch::Sender<LeaderView>,
+    state: mpsc::Sender<NodeId>,
 }
 
 fn wall_ms() -> u64 {
@@ -451,6 +472,12 @@ impl Driver {
                     None => control_open = false,
                     Some(Control::Shutdown) => submit_rx.close(),
                     Some(Control::Trim { up_to, done }) => self.trim(up_to, done, writing.is_some()),
+                    Some(Control::Install { at, done }) => {
+                        self.ready.retain(|d| d.instance > at);
+                        self.pending_deliveries.retain(|d| d.instance > at);
+                        self.writing_deliveries.retain(|d| d.instance > at);
+                        let _ = done.send(self.member.install(&[at + 1]).map_err(GroupError::from));
+                    }
                 },
                 ev = next_event(&mut events) => match ev {
                     None => events = None,
@@ -561,6 +588,10 @@ impl Driver {
             self.pending_deliveries.extend(delivered);
         } else {
             self.ready.extend(delivered);
+        }
+        for (_, peer) in out.state_needed {
+            // At most a few requests wait; the replica fetches one checkpoint at a time.
+            let _ = self.state.try_send(peer);
         }
         for (group, leader) in out.leader_changes {
             debug_assert_eq!(group, self.options.group);

@@ -85,6 +85,8 @@ struct Inner {
     tracker: Arc<SessionTracker>,
     /// The cluster this node belongs to, if any.
     cluster: Option<cluster::ClusterSpec>,
+    /// The peer transport, in a cluster.
+    peers: std::sync::OnceLock<crate::peer::Peers>,
     last_zxid: AtomicI64,
     next_session: AtomicI64,
     secret: [u8; 16],
@@ -173,6 +175,15 @@ impl Node {
             (None, _) => "standalone",
             (Some(_), true) => "leader",
             (Some(_), false) => "follower",
+        }
+    }
+
+    /// Asks `peer` for its latest checkpoint (state transfer); the answer reaches the replica.
+    pub fn request_checkpoint(&self, peer: u32) {
+        if let Some(peers) = self.inner.peers.get() {
+            if !peers.send(peer, cluster::PeerFrame::CheckpointRequest.encode()) {
+                tracing::warn!(peer, "could not ask for a checkpoint (peer queue full)");
+            }
         }
     }
 
@@ -291,13 +302,20 @@ pub async fn start(cfg: &Config) -> Result<Started, NodeError> {
         ..GroupOptions::default()
     };
     let mut link = None;
+    let (installs_tx, installs_rx) = mpsc::channel(4);
     if let Some(spec) = &spec {
         group_opts.node = spec.id;
         group_opts.members = spec.member_ids();
         group_opts.member.heartbeat_ms = (cfg.tick_time_ms as u64 / 10).clamp(10, 200);
         group_opts.member.election_ms = (group_opts.member.heartbeat_ms * 10).max(500);
         group_opts.member.catch_up_ms = group_opts.member.heartbeat_ms * 2;
-        let l = cluster::connect(spec, tracker.clone()).await?;
+        let l = cluster::connect(
+            spec,
+            tracker.clone(),
+            storage.checkpoints(),
+            installs_tx.clone(),
+        )
+        .await?;
         tracing::info!(id = spec.id, members = ?spec.members, "cluster member starting");
         link = Some(l);
     }
@@ -325,6 +343,7 @@ pub async fn start(cfg: &Config) -> Result<Started, NodeError> {
             routes: Mutex::new(HashMap::new()),
             tracker,
             cluster: spec,
+            peers: std::sync::OnceLock::new(),
             last_zxid: AtomicI64::new(zk.last_zxid()),
             next_session: AtomicI64::new(first_session_id(server_id, wall_ms())),
             secret,
@@ -333,6 +352,9 @@ pub async fn start(cfg: &Config) -> Result<Started, NodeError> {
         }),
     };
     tokio::spawn(watch_leader(node.clone(), group.handle.leader_view()));
+    if let Some(peers) = &peers {
+        let _ = node.inner.peers.set(peers.clone());
+    }
     if let Some(peers) = peers {
         let every = Duration::from_millis((cfg.tick_time_ms / 2).max(1) as u64);
         tokio::spawn(report_sessions(node.clone(), peers, every));
@@ -344,6 +366,12 @@ pub async fn start(cfg: &Config) -> Result<Started, NodeError> {
     let replica = replica::Replica::new(zk, node.clone(), after, cfg.snap_count);
     let expiry_every = Duration::from_millis((cfg.tick_time_ms / 2).max(1) as u64);
     let containers_every = Duration::from_millis(cfg.container_check_interval_ms.max(1));
-    let task = tokio::spawn(replica.run(group, inspect_rx, expiry_every, containers_every));
+    let task = tokio::spawn(replica.run(
+        group,
+        inspect_rx,
+        installs_rx,
+        expiry_every,
+        containers_every,
+    ));
     Ok(Started { node, task })
 }

@@ -16,6 +16,9 @@ use crate::multicast::Instance;
 use crate::zk::{Command, Op, Zk};
 use tokio::sync::mpsc;
 
+/// How long a replica waits for a requested checkpoint before asking again.
+const STATE_TRANSFER_PATIENCE: Duration = Duration::from_secs(5);
+
 pub struct Replica {
     zk: Zk,
     node: Node,
@@ -42,6 +45,7 @@ impl Replica {
         mut self,
         mut group: Group,
         mut inspect: mpsc::Receiver<Inspection>,
+        mut installs: mpsc::Receiver<super::cluster::Received>,
         expiry_every: Duration,
         containers_every: Duration,
     ) -> Result<(), NodeError> {
@@ -50,6 +54,8 @@ impl Replica {
         let mut containers = tokio::time::interval(containers_every);
         containers.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut was_leader = false;
+        // When this replica last asked for a checkpoint: one transfer at a time.
+        let mut asked: Option<Instant> = None;
         loop {
             tokio::select! {
                 d = group.deliveries.recv() => match d {
@@ -65,6 +71,18 @@ impl Replica {
                     None => break,
                 },
                 Some(job) = inspect.recv() => job(&self.zk),
+                Some(peer) = group.state_requests.recv() => {
+                    if asked.is_none_or(|t| t.elapsed() > STATE_TRANSFER_PATIENCE) {
+                        tracing::info!(peer, instance = self.instance, "the log this replica needs was trimmed; fetching a checkpoint");
+                        asked = Some(Instant::now());
+                        self.node.request_checkpoint(peer);
+                    }
+                }
+                Some(cp) = installs.recv() => {
+                    if self.install(cp).await? {
+                        asked = None;
+                    }
+                }
                 _ = expiry.tick() => {
                     // Only the leader expires sessions; a new leader first renews them all.
                     let leading = self.node.inner.group.is_leader();
@@ -107,10 +125,9 @@ impl Replica {
     }
 
     fn deliver(&mut self, d: Delivered) {
-        debug_assert!(
-            d.instance > self.instance,
-            "instances are delivered in order"
-        );
+        if d.instance <= self.instance {
+            return; // covered by a checkpoint installed from another member
+        }
         self.instance = d.instance;
         let time_ms = d.time_ms as i64;
         for bytes in &d.commands {
@@ -177,6 +194,50 @@ impl Replica {
                 let _ = route.tx.send(reply);
             }
         }
+    }
+
+    /// Installs a checkpoint another member sent (state transfer) if it is ahead of this replica:
+    /// restores the tree, saves it as this replica's checkpoint, and resumes delivery after it.
+    async fn install(&mut self, cp: super::cluster::Received) -> Result<bool, NodeError> {
+        let Some(&at) = cp.position.first() else {
+            return Ok(false);
+        };
+        if at <= self.instance {
+            return Ok(false);
+        }
+        let zk = match Zk::restore(&cp.data, self.zk.options().clone()) {
+            Ok(zk) => zk,
+            Err(e) => {
+                tracing::warn!(from = cp.from, error = %e, "a received checkpoint does not restore; ignored");
+                return Ok(false);
+            }
+        };
+        let checkpoints = self.node.inner.group.checkpoints().clone();
+        let data = cp.data.clone();
+        tokio::task::spawn_blocking(move || checkpoints.save(&[at], &data))
+            .await
+            .map_err(|e| NodeError::Snapshot(e.to_string()))??;
+        self.zk = zk;
+        self.instance = at;
+        self.since_checkpoint = 0;
+        self.node
+            .inner
+            .last_zxid
+            .store(self.zk.last_zxid(), std::sync::atomic::Ordering::Release);
+        let now = Instant::now();
+        for (id, timeout) in self.zk.sessions() {
+            if !self.node.sessions().contains(id) {
+                self.node.sessions().add(id, timeout, now);
+            }
+        }
+        self.node.inner.group.install(at).await?;
+        tracing::info!(
+            from = cp.from,
+            instance = at,
+            bytes = cp.data.len(),
+            "checkpoint installed from another member"
+        );
+        Ok(true)
     }
 
     /// Saves the tree at the current instance and lets the acceptor forget the log before it.

@@ -26,6 +26,8 @@ pub struct ClusterOptions {
     pub tick_time_ms: u32,
     pub init_limit: u32,
     pub sync_limit: u32,
+    /// `snapCount`: commands between checkpoints (the server's default when `None`).
+    pub snap_count: Option<u64>,
 }
 
 impl Default for ClusterOptions {
@@ -34,6 +36,7 @@ impl Default for ClusterOptions {
             tick_time_ms: 200,
             init_limit: 5,
             sync_limit: 2,
+            snap_count: None,
         }
     }
 }
@@ -108,11 +111,14 @@ impl Cluster {
             let cfg = format!(
                 "tickTime={}\ninitLimit={}\nsyncLimit={}\ndataDir={}\nclientPort={client_port}\n\
                  clientPortAddress=127.0.0.1\nmaxClientCnxns=0\nadmin.enableServer=false\n\
-                 4lw.commands.whitelist=srvr,ruok,stat,mntr\n{servers}",
+                 4lw.commands.whitelist=srvr,ruok,stat,mntr\n{}{servers}",
                 options.tick_time_ms,
                 options.init_limit,
                 options.sync_limit,
                 data.display(),
+                options
+                    .snap_count
+                    .map_or(String::new(), |n| format!("snapCount={n}\n")),
             );
             std::fs::write(dir.join("zoo.cfg"), cfg).expect("write zoo.cfg");
             members.push(Member {
@@ -182,6 +188,28 @@ impl Cluster {
     /// Starts member `i` again on its ports and data directory and waits until it serves.
     pub async fn restart(&mut self, i: usize) {
         self.kill9(i);
+        self.spawn(i);
+        self.wait_ready(i).await;
+    }
+
+    /// Kills member `i` and empties its data directory but for `myid`, as a replaced disk would be.
+    pub fn wipe(&mut self, i: usize) {
+        self.kill9(i);
+        let data = self.members[i].dir.join("data");
+        for entry in std::fs::read_dir(&data).expect("read data dir").flatten() {
+            if entry.file_name() != "myid" {
+                let path = entry.path();
+                if path.is_dir() {
+                    std::fs::remove_dir_all(&path).expect("remove data");
+                } else {
+                    std::fs::remove_file(&path).expect("remove data");
+                }
+            }
+        }
+    }
+
+    /// Starts member `i` again (after [`Cluster::kill9`] or [`Cluster::wipe`]).
+    pub async fn start_again(&mut self, i: usize) {
         self.spawn(i);
         self.wait_ready(i).await;
     }
