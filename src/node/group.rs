@@ -185,20 +185,20 @@ impl GroupHandle {
     /// acceptors forget those instances once every member has reported as much. Returns once the
     /// report, and any trim it allowed here, is durable. `up_to` must have been delivered.
     pub async fn trim(&self, up_to: Instance) -> Result<(), GroupError> {
-        let (done, wait) = oneshot::channel();
-        self.control
-            .send(Control::Trim { up_to, done })
-            .await
-            .map_err(|_| self.stopped_error())?;
-        wait.await.map_err(|_| self.stopped_error())?
+        self.call(|done| Control::Trim { up_to, done }).await
     }
 
     /// Resumes delivery after instance `at`, whose state the replica installed from another
     /// member's checkpoint (the decisions up to it were trimmed everywhere).
     pub async fn install(&self, at: Instance) -> Result<(), GroupError> {
+        self.call(|done| Control::Install { at, done }).await
+    }
+
+    /// Sends a control request and waits for the driver's answer.
+    async fn call(&self, request: impl FnOnce(Ack) -> Control) -> Result<(), GroupError> {
         let (done, wait) = oneshot::channel();
         self.control
-            .send(Control::Install { at, done })
+            .send(request(done))
             .await
             .map_err(|_| self.stopped_error())?;
         wait.await.map_err(|_| self.stopped_error())?
