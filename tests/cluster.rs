@@ -620,7 +620,8 @@ async fn three_servers_from_volery_toml_share_one_tree() {
     for i in 0..3 {
         let data = dir.path().join(format!("s{}", i + 1));
         let toml = format!(
-            "server_id = {}\ndata_dir = {:?}\ntick_time_ms = 200\n[metrics]\nport = 0\n{servers}",
+            "server_id = {}\ndata_dir = {:?}\ntick_time_ms = 200\n\
+             four_letter_whitelist = [\"srvr\", \"mntr\"]\n[metrics]\nport = 0\n{servers}",
             i + 1,
             data.display().to_string()
         );
@@ -669,7 +670,19 @@ async fn three_servers_from_volery_toml_share_one_tree() {
             srvr.contains("Mode: leader") || srvr.contains("Mode: follower"),
             "{srvr}"
         );
-        leaders += usize::from(srvr.contains("Mode: leader"));
+        if srvr.contains("Mode: leader") {
+            leaders += 1;
+            let mntr = common::cluster::four_letter(
+                &format!("127.0.0.1:{p}"),
+                "mntr",
+                Duration::from_secs(2),
+            )
+            .await
+            .expect("mntr answered");
+            assert!(mntr.contains("zk_server_state\tleader\n"), "{mntr}");
+            assert!(mntr.contains("zk_followers\t2\n"), "{mntr}");
+            assert!(mntr.contains("zk_synced_followers\t2\n"), "{mntr}");
+        }
     }
     assert_eq!(leaders, 1, "exactly one leader");
 }

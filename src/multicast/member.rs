@@ -259,6 +259,12 @@ impl Member {
         Ok(())
     }
 
+    /// Other members of `group` heard from within `election_ms` (a leader's live followers).
+    pub fn live_peers(&self, group: GroupId) -> usize {
+        self.index(group)
+            .map_or(0, |gi| self.alive(gi).len().saturating_sub(1))
+    }
+
     /// True when nothing this node holds for `group` waits to be ordered.
     pub fn is_idle(&self, group: GroupId) -> bool {
         self.state(group).is_none_or(|g| {

@@ -168,6 +168,7 @@ pub struct GroupHandle {
     fault: Arc<OnceLock<StoreError>>,
     leader: Arc<AtomicU32>,
     view: watch::Receiver<LeaderView>,
+    live_peers: Arc<AtomicU32>,
 }
 
 impl GroupHandle {
@@ -218,6 +219,11 @@ impl GroupHandle {
     /// True while this node's coordinator leads the group.
     pub fn is_leader(&self) -> bool {
         self.leader.load(Ordering::Acquire) == self.node
+    }
+
+    /// Other members heard from recently (ZooKeeper's `zk_followers` on a leader).
+    pub fn live_peers(&self) -> u32 {
+        self.live_peers.load(Ordering::Relaxed)
     }
 
     /// The member this node believes leads the group.
@@ -311,6 +317,7 @@ pub async fn start(
     let (state_tx, state_rx) = mpsc::channel(4);
     let fault = Arc::new(OnceLock::new());
     let leader = Arc::new(AtomicU32::new(0));
+    let live_peers = Arc::new(AtomicU32::new(0));
     let (send, events) = match network {
         Some(n) => (Some(n.send), Some(n.events)),
         None => (None, None),
@@ -333,6 +340,7 @@ pub async fn start(
         leader: leader.clone(),
         view: view_tx,
         state: state_tx,
+        live_peers: live_peers.clone(),
     };
     let task = tokio::spawn(driver.run(submit_rx, control_rx, deliver_tx, events));
     Ok(Group {
@@ -344,6 +352,7 @@ pub async fn start(
             fault,
             leader,
             view: view_rx,
+            live_peers,
         },
         deliveries: deliver_rx,
         state_requests: state_rx,
@@ -375,6 +384,7 @@ struct Driver {
     leader: Arc<AtomicU32>,
     view: watch::Sender<LeaderView>,
     state: mpsc::Sender<NodeId>,
+    live_peers: Arc<AtomicU32>,
 }
 
 fn wall_ms() -> u64 {
@@ -507,6 +517,7 @@ impl Driver {
                     }
                 },
                 _ = ticker.tick() => {
+                    self.live_peers.store(self.member.live_peers(group) as u32, Ordering::Relaxed);
                     let out = self.member.tick(self.now(), wall_ms());
                     self.handle(out, writing.is_some());
                 }

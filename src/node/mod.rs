@@ -187,6 +187,11 @@ impl Node {
         }
     }
 
+    /// On a leader, the followers heard from recently (ZooKeeper's `zk_followers`).
+    pub fn followers(&self) -> Option<u32> {
+        (self.mode() == "leader").then(|| self.inner.group.live_peers())
+    }
+
     /// This server's id (`myid`), 0 when standalone.
     pub fn server_id(&self) -> u32 {
         self.inner.cluster.as_ref().map_or(0, |c| c.id)

@@ -548,6 +548,12 @@ async fn mntr(ctx: &Context) -> String {
     };
     kv("version", version());
     kv("server_state", ctx.node.mode().into());
+    if let Some(followers) = ctx.node.followers() {
+        // As ZooKeeper's leader reports them; a follower heard from is in sync through catch-up.
+        kv("followers", followers.to_string());
+        kv("synced_followers", followers.to_string());
+        kv("pending_syncs", "0".into());
+    }
     kv("ephemerals_count", facts.ephemerals.to_string());
     kv(
         "num_alive_connections",
