@@ -16,6 +16,7 @@ pub mod config;
 pub mod multicast;
 pub mod node;
 pub mod peer;
+pub mod rng;
 pub mod server;
 pub mod shell;
 pub mod ssmr;

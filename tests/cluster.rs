@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use common::cluster::Cluster;
 use common::linearizability::{check, CheckError, History, Input, Operation, Output};
-use common::rng::Rng;
 use common::{create_persistent, Flavor, Options, Server};
+use volery::rng::Rng;
 use zookeeper_client as zk;
 
 /// The keys of the workload, under [`PARENT`].

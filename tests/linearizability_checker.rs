@@ -7,7 +7,7 @@ mod common;
 use std::time::Instant;
 
 use common::linearizability::{check, CheckError, Input, Operation, Output, Violation};
-use common::rng::Rng;
+use volery::rng::Rng;
 
 const K: &str = "/lin/k0";
 
@@ -310,7 +310,7 @@ fn generate(
             }
             Phase::Idle => {}
             Phase::Invoked(i) => {
-                if rng.chance(unknown_percent / 2) {
+                if rng.percent(unknown_percent / 2) {
                     busy -= 1; // abandoned before taking effect
                     continue;
                 }
@@ -343,7 +343,7 @@ fn generate(
             }
             Phase::Applied(i, out) => {
                 busy -= 1;
-                if !rng.chance(unknown_percent / 2) {
+                if !rng.percent(unknown_percent / 2) {
                     history[i].ret = Some((t, out));
                 }
             }
@@ -385,7 +385,7 @@ fn random_executions_are_linearizable_and_any_corrupted_read_is_caught() {
         let Some((_, Output::GetOk { value, version })) = &mut bad[victim].ret else {
             unreachable!()
         };
-        if rng.chance(50) {
+        if rng.percent(50) {
             *value = b"never written".to_vec();
         } else {
             *version += 1_000_000;

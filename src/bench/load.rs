@@ -13,6 +13,8 @@ use protocol::{decode_reply, decode_reply_header, split_frame, xid, OpCode, JUTE
 use protocol::{MultiResult, Response};
 use tokio::io::Interest;
 
+use crate::rng::Rng;
+
 use super::conn::Conn;
 use super::workload::{OpKind, Workload, NODES_PER_SESSION};
 
@@ -82,28 +84,6 @@ struct Pending {
 }
 
 /// splitmix64: a small deterministic generator (key and operation choice only).
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (n > 0); the modulo bias is negligible for key counts.
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-}
-
 /// The loop's own state besides the socket.
 struct Session<'a> {
     index: u64,
@@ -135,7 +115,7 @@ impl<'a> Session<'a> {
             workload,
             shared,
             outstanding,
-            rng: Rng::new(seed ^ index.wrapping_mul(0x2545_f491_4f6c_dd1d)),
+            rng: Rng(seed ^ index.wrapping_mul(0x2545_f491_4f6c_dd1d)),
             pending: VecDeque::with_capacity(outstanding),
             to_delete: Vec::new(),
             next_node: 0,
@@ -453,8 +433,8 @@ mod tests {
 
     #[test]
     fn rng_is_deterministic_and_spread() {
-        let mut a = Rng::new(7);
-        let mut b = Rng::new(7);
+        let mut a = Rng(7);
+        let mut b = Rng(7);
         let xs: Vec<u64> = (0..100).map(|_| a.below(10)).collect();
         let ys: Vec<u64> = (0..100).map(|_| b.below(10)).collect();
         assert_eq!(xs, ys);

@@ -321,7 +321,7 @@ fn random_op(rng: &mut Rng) -> Op {
     let key = |rng: &mut Rng| rng.index(KEYS as usize) as u32;
     match rng.index(100) {
         0..=34 => Op::Get(key(rng)),
-        35..=64 => Op::Put(key(rng), rng.next() % 1000),
+        35..=64 => Op::Put(key(rng), rng.next_u64() % 1000),
         65..=89 => {
             let reads: Vec<u32> = (0..1 + rng.index(4)).map(|_| key(rng)).collect();
             let writes: Vec<u32> = (0..rng.index(4)).map(|_| key(rng)).collect();
@@ -334,7 +334,7 @@ fn random_op(rng: &mut Rng) -> Op {
                 reads,
                 writes,
                 cond,
-                add: rng.next() % 100,
+                add: rng.next_u64() % 100,
             })
         }
         _ => Op::Global {

@@ -11,7 +11,6 @@
 pub mod cluster;
 pub mod linearizability;
 pub mod raw;
-pub mod rng;
 
 use std::future::Future;
 use std::net::TcpListener;
