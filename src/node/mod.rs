@@ -109,9 +109,9 @@ impl Node {
             server: self.server_id(),
             conn,
         };
-        self.inner
-            .group
-            .submit(command::encode(cmd, origin))
+        let group = &self.inner.group;
+        group
+            .submit(group.groups()[0], command::encode(cmd, origin))
             .await?;
         Ok(())
     }
@@ -171,7 +171,8 @@ impl Node {
 
     /// ZooKeeper's server state words: `standalone`, or `leader` / `follower` in a cluster.
     pub fn mode(&self) -> &'static str {
-        match (&self.inner.cluster, self.inner.group.is_leader()) {
+        let group = &self.inner.group;
+        match (&self.inner.cluster, group.is_leader(group.groups()[0])) {
             (None, _) => "standalone",
             (Some(_), true) => "leader",
             (Some(_), false) => "follower",
@@ -189,7 +190,8 @@ impl Node {
 
     /// On a leader, the followers heard from recently (ZooKeeper's `zk_followers`).
     pub fn followers(&self) -> Option<u32> {
-        (self.mode() == "leader").then(|| self.inner.group.live_peers())
+        let group = &self.inner.group;
+        (self.mode() == "leader").then(|| group.live_peers(group.groups()[0]))
     }
 
     /// This server's id (`myid`), 0 when standalone.
@@ -310,7 +312,7 @@ pub async fn start(cfg: &Config) -> Result<Started, NodeError> {
     let (installs_tx, installs_rx) = mpsc::channel(4);
     if let Some(spec) = &spec {
         group_opts.node = spec.id;
-        group_opts.members = spec.member_ids();
+        group_opts.groups[0].members = spec.member_ids();
         group_opts.member.heartbeat_ms = (cfg.tick_time_ms as u64 / 10).clamp(10, 200);
         group_opts.member.election_ms = (group_opts.member.heartbeat_ms * 10).max(500);
         group_opts.member.catch_up_ms = group_opts.member.heartbeat_ms * 2;
@@ -328,7 +330,7 @@ pub async fn start(cfg: &Config) -> Result<Started, NodeError> {
         Some(l) => (Some(l.peers), Some(l.network)),
         None => (None, None),
     };
-    let group = group::start(&storage, group_opts, after, network).await?;
+    let group = group::start(&storage, group_opts, &[after], network).await?;
     let (inspect_tx, inspect_rx) = mpsc::channel(INSPECT_CAPACITY);
     // Every server derives the same passwords, so a session resumes on any of them (and after a
     // restart), as ZooKeeper's are derived from a fixed secret.

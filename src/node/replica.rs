@@ -71,7 +71,7 @@ impl Replica {
                     None => break,
                 },
                 Some(job) = inspect.recv() => job(&self.zk),
-                Some(peer) = group.state_requests.recv() => {
+                Some((_, peer)) = group.state_requests.recv() => {
                     if asked.is_none_or(|t| t.elapsed() > STATE_TRANSFER_PATIENCE) {
                         tracing::info!(peer, instance = self.instance, "the log this replica needs was trimmed; fetching a checkpoint");
                         asked = Some(Instant::now());
@@ -85,7 +85,7 @@ impl Replica {
                 }
                 _ = expiry.tick() => {
                     // Only the leader expires sessions; a new leader first renews them all.
-                    let leading = self.node.inner.group.is_leader();
+                    let leading = self.leading();
                     if leading && !was_leader {
                         self.node.sessions().touch_all(Instant::now());
                     }
@@ -99,7 +99,7 @@ impl Replica {
                     }
                 }
                 _ = containers.tick() => {
-                    if !self.node.inner.group.is_leader() {
+                    if !self.leading() {
                         continue;
                     }
                     for path in self.zk.expired_containers_and_ttls(wall_ms()) {
@@ -112,6 +112,11 @@ impl Replica {
             Ok(r) => r.map_err(NodeError::from),
             Err(e) => Err(NodeError::Snapshot(format!("group task: {e}"))),
         }
+    }
+
+    fn leading(&self) -> bool {
+        let group = &self.node.inner.group;
+        group.is_leader(group.groups()[0])
     }
 
     /// Orders a command of the node's own without waiting in the executor for queue space.
@@ -230,7 +235,7 @@ impl Replica {
                 self.node.sessions().add(id, timeout, now);
             }
         }
-        self.node.inner.group.install(at).await?;
+        self.node.inner.group.install(&[at]).await?;
         tracing::info!(
             from = cp.from,
             instance = at,
@@ -250,7 +255,7 @@ impl Replica {
         tokio::task::spawn_blocking(move || checkpoints.save(&[instance], &data))
             .await
             .map_err(|e| NodeError::Snapshot(e.to_string()))??;
-        self.node.inner.group.trim(instance).await?;
+        self.node.inner.group.trim(&[instance]).await?;
         self.since_checkpoint = 0;
         tracing::info!(
             instance,
