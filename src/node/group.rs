@@ -1003,7 +1003,10 @@ mod tests {
             old.push(d);
         }
         for c in cmds {
-            g.handle.submit(0, Bytes::from(c.to_string())).await.unwrap();
+            g.handle
+                .submit(0, Bytes::from(c.to_string()))
+                .await
+                .unwrap();
         }
         let new = collect(&mut g.deliveries, cmds.len()).await;
         g.handle.shutdown().await;
@@ -1058,7 +1061,10 @@ mod tests {
                 .await
                 .unwrap();
             for i in 0..10 {
-                g.handle.submit(0, Bytes::from(format!("c{i}"))).await.unwrap();
+                g.handle
+                    .submit(0, Bytes::from(format!("c{i}")))
+                    .await
+                    .unwrap();
                 collect(&mut g.deliveries, 1).await;
             }
             let next = g.handle.trim(&[1000]).await;
@@ -1081,11 +1087,14 @@ mod tests {
         let cp = storage.checkpoints().load_latest().unwrap().unwrap();
         assert_eq!(cp.position, vec![6]);
         match start(&storage, GroupOptions::default(), &[3], None).await {
-            Err(e) => assert_eq!(e, GroupError::CheckpointBehindTrim {
+            Err(e) => assert_eq!(
+                e,
+                GroupError::CheckpointBehindTrim {
                     group: 0,
                     after: 3,
                     low: 7
-                }),
+                }
+            ),
             Ok(_) => panic!("a checkpoint older than the trim must be refused"),
         }
         let mut g = start(&storage, GroupOptions::default(), &[6], None)
@@ -1096,7 +1105,10 @@ mod tests {
             old.iter().map(|d| d.instance).collect::<Vec<_>>(),
             vec![7, 8, 9, 10]
         );
-        g.handle.submit(0, Bytes::from_static(b"next")).await.unwrap();
+        g.handle
+            .submit(0, Bytes::from_static(b"next"))
+            .await
+            .unwrap();
         let new = collect(&mut g.deliveries, 1).await;
         assert_eq!(new[0].instance, last + 1);
         g.handle.shutdown().await;
@@ -1140,9 +1152,18 @@ mod tests {
         let mut time = [0u64; 2];
         for (k, d) in ds.iter().enumerate() {
             let lane = (k as u64 / m % 2) as usize;
-            assert_eq!(d.group, G[lane], "delivery {k} comes from the lane whose turn it is");
-            assert_eq!(d.instance, next[lane], "delivery {k}: consecutive in its group");
-            assert!(d.time_ms > time[lane], "delivery {k}: time grows in its group");
+            assert_eq!(
+                d.group, G[lane],
+                "delivery {k} comes from the lane whose turn it is"
+            );
+            assert_eq!(
+                d.instance, next[lane],
+                "delivery {k}: consecutive in its group"
+            );
+            assert!(
+                d.time_ms > time[lane],
+                "delivery {k}: time grows in its group"
+            );
             next[lane] += 1;
             time[lane] = d.time_ms;
         }
@@ -1202,9 +1223,16 @@ mod tests {
         for (&group, (name, n)) in G.iter().zip([("a", 300), ("b", 100)]) {
             let mine: Vec<Delivered> = run1.iter().filter(|d| d.group == group).cloned().collect();
             let expected: Vec<String> = (0..n).map(|i| format!("{name}{i}")).collect();
-            assert_eq!(commands(&mine), expected, "group {group}: each once, in order");
+            assert_eq!(
+                commands(&mine),
+                expected,
+                "group {group}: each once, in order"
+            );
         }
-        assert!(run1.iter().any(|d| d.commands.is_empty()), "skips are delivered");
+        assert!(
+            run1.iter().any(|d| d.commands.is_empty()),
+            "skips are delivered"
+        );
         drop(storage);
 
         // Restart from a checkpoint in the middle of a turn (an odd number of deliveries).
@@ -1230,6 +1258,8 @@ mod tests {
         let (run1, checkpoint) = {
             let storage = Storage::open(dir.path()).unwrap();
             let mut g = start(&storage, two_groups(1), &[0, 0], None).await.unwrap();
+            // One command per group at a time: at least one instance each.
+            let mut ds = Vec::new();
             for i in 0..5 {
                 for group in G {
                     g.handle
@@ -1237,8 +1267,8 @@ mod tests {
                         .await
                         .unwrap();
                 }
+                ds.extend(collect(&mut g.deliveries, 2).await);
             }
-            let mut ds = collect(&mut g.deliveries, 10).await;
             let at = positions(&ds);
             assert_eq!(
                 g.handle.trim(&[at[0], at[1] + 1000]).await,
@@ -1373,7 +1403,10 @@ mod tests {
         .await
         .expect("a single member leads both its groups");
         assert_eq!(g.handle.leader_view().borrow().leader, Some(1));
-        assert!(g.handle.leader_view().borrow().epoch >= 2, "one change per group");
+        assert!(
+            g.handle.leader_view().borrow().epoch >= 2,
+            "one change per group"
+        );
         stop(g).await;
     }
 
@@ -1394,7 +1427,7 @@ mod tests {
                     members: NODES.to_vec(),
                 })
                 .collect();
-            let mut opts = GroupOptions::for_groups(id, specs);
+            let opts = GroupOptions::for_groups(id, specs);
             let peers = txs.clone();
             let send: SendFn = Box::new(move |to, msg| {
                 peers[(to - 1) as usize]
