@@ -852,7 +852,7 @@ async fn a_wiped_server_installs_a_checkpoint_and_catches_up() {
         assert!(
             cluster
                 .log(2)
-                .contains("checkpoint installed from another member"),
+                .contains("checkpoint installed from another replica"),
             "the wiped server caught up without a state transfer?\n{}",
             cluster.log(2)
         );
