@@ -160,7 +160,9 @@ async fn watches_and_ephemerals_cross_partitions() {
 
         let c = client(&cluster.addr(1)).await;
         let eph = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
-        let mine: Vec<String> = (0..2).map(|p| paths_of("/w/e", p, 2, 1).remove(0)).collect();
+        let mine: Vec<String> = (0..2)
+            .map(|p| paths_of("/w/e", p, 2, 1).remove(0))
+            .collect();
         create_persistent(&a, "/w/e", b"").await;
         for path in &mine {
             c.create(path, b"", &eph).await.unwrap();

@@ -21,37 +21,35 @@ struct GroupLane {
     buffered: BTreeMap<Instance, Batch>,
 }
 
-/// Learns decisions and delivers them: each group in instance order, groups merged round-robin,
-/// `m` instances (skips included) from one group, then `m` from the next.
+/// Learns decisions and delivers them: each group in instance order, groups merged by the
+/// coordinators' timestamps. Once every group's next instance is decided, the one with the
+/// smallest `(time_ms, position of its group)` is delivered, and so on.
 ///
 /// Invariant: each group is delivered in consecutive instance order starting from its first
 /// instance; the merged order is a function of the decided values alone, so every learner with
-/// the same groups delivers the same sequence.
-/// Buffered decisions are bounded by the coordinators' pipelines: a group runs at most its
-/// in-flight window ahead of the slowest one, since skips keep every group moving.
+/// the same groups delivers the same sequence, and a learner restarted from any per-group
+/// positions of that sequence continues it.
+///
+/// Why timestamps and not round-robin by instance: with round-robin every group must decide as
+/// many instances as the busiest one, and a group whose idle skips ran ahead (or a busy one)
+/// makes the others wait behind its backlog one instance at a time. With timestamps an idle group
+/// needs one skip per skip interval, whatever the other groups' rates (the role of Multi-Ring
+/// Paxos's rate-based skips).
 #[derive(Debug)]
 pub struct Learner {
     lanes: Vec<GroupLane>,
-    m: u64,
-    /// Index of the lane whose turn it is.
-    cursor: usize,
-    /// Instances delivered from the cursor's lane in this turn.
-    taken: u64,
 }
 
 impl Learner {
     /// A learner over `groups`, each with the next instance it must deliver (1 when nothing was
-    /// delivered yet). Instance numbering starts at 1 in every group, so the merge position follows
-    /// from these numbers; a set of numbers no merge could produce is an error.
-    pub fn new(groups: &[(GroupId, Instance)], m: u64) -> Result<Learner, Error> {
-        if groups.is_empty() || m == 0 {
-            return Err(Error::InvalidPosition("need at least one group and m > 0"));
+    /// delivered yet).
+    pub fn new(groups: &[(GroupId, Instance)]) -> Result<Learner, Error> {
+        if groups.is_empty() {
+            return Err(Error::InvalidPosition("need at least one group"));
         }
         if groups.iter().any(|&(_, next)| next == 0) {
             return Err(Error::InvalidPosition("instances start at 1"));
         }
-        let done: Vec<u64> = groups.iter().map(|&(_, next)| next - 1).collect();
-        let (cursor, taken) = merge_position(&done, m)?;
         Ok(Learner {
             lanes: groups
                 .iter()
@@ -61,9 +59,6 @@ impl Learner {
                     buffered: BTreeMap::new(),
                 })
                 .collect(),
-            m,
-            cursor,
-            taken,
         })
     }
 
@@ -106,43 +101,26 @@ impl Learner {
         }
         let mut out = Vec::new();
         loop {
-            let lane = &mut self.lanes[self.cursor];
-            let Some(value) = lane.buffered.remove(&lane.next) else {
-                break;
-            };
+            let mut first: Option<(u64, usize)> = None;
+            for (i, lane) in self.lanes.iter().enumerate() {
+                let Some(head) = lane.buffered.get(&lane.next) else {
+                    return out;
+                };
+                if first.is_none_or(|(t, _)| head.time_ms < t) {
+                    first = Some((head.time_ms, i));
+                }
+            }
+            let Some((_, i)) = first else { return out };
+            let lane = &mut self.lanes[i];
+            let value = lane.buffered.remove(&lane.next).expect("head is buffered");
             out.push(Delivery {
                 group: lane.id,
                 instance: lane.next,
                 value,
             });
             lane.next += 1;
-            self.taken += 1;
-            if self.taken == self.m {
-                self.taken = 0;
-                self.cursor = (self.cursor + 1) % self.lanes.len();
-            }
-        }
-        out
-    }
-}
-
-/// The (cursor, taken) a round-robin merge reaches after delivering `done[j]` instances of lane j.
-fn merge_position(done: &[u64], m: u64) -> Result<(usize, u64), Error> {
-    // After full rounds k, every lane has k*m; then lanes before the cursor have (k+1)*m, the
-    // cursor lane k*m + t with t < m, and the lanes after it k*m.
-    let k = done[done.len() - 1] / m;
-    let mut cursor = None;
-    for (j, &d) in done.iter().enumerate() {
-        let full = (k + 1) * m;
-        match cursor {
-            None if d == full => {}
-            None if d >= k * m && d < full => cursor = Some((j, d - k * m)),
-            Some(_) if d == k * m => {}
-            _ => return Err(Error::InvalidPosition("not a round-robin merge position")),
         }
     }
-    // All lanes at (k+1)*m cannot happen: the last lane then has (k+1)*m, so k was wrong.
-    cursor.ok_or(Error::InvalidPosition("not a round-robin merge position"))
 }
 
 #[cfg(test)]
@@ -160,7 +138,7 @@ mod tests {
 
     #[test]
     fn single_group_delivers_in_instance_order_once() {
-        let mut l = Learner::new(&[(0, 1)], 1).unwrap();
+        let mut l = Learner::new(&[(0, 1)]).unwrap();
         assert!(l.on_decided(0, 2, b(2)).is_empty());
         assert!(l.on_decided(0, 3, b(3)).is_empty());
         let d = l.on_decided(0, 1, b(1));
@@ -173,49 +151,65 @@ mod tests {
         assert_eq!(l.next_instance(0), Some(4));
     }
 
-    #[test]
-    fn groups_merge_round_robin_m_at_a_time() {
-        let mut l = Learner::new(&[(10, 1), (20, 1)], 2).unwrap();
-        let mut d = Vec::new();
-        for i in 1..=4 {
-            d.extend(l.on_decided(20, i, b(i)));
-        }
-        assert!(d.is_empty(), "group 10 goes first");
-        d.extend(l.on_decided(10, 1, b(1)));
-        d.extend(l.on_decided(10, 2, b(2)));
-        d.extend(l.on_decided(10, 3, b(3)));
-        assert_eq!(order(&d), vec![(10, 1), (10, 2), (20, 1), (20, 2), (10, 3)]);
+    fn at(t: u64) -> Batch {
+        Batch::new(t, vec![Bytes::from(format!("t{t}"))])
     }
 
     #[test]
-    fn merge_position_resumes_where_a_merge_stopped() {
-        // Drive a learner, then rebuild one from the per-group next instances at every point and
-        // check that both deliver the same continuation.
-        let m = 3;
+    fn groups_merge_by_time_once_every_head_is_known() {
+        let mut l = Learner::new(&[(10, 1), (20, 1)]).unwrap();
+        assert!(l.on_decided(20, 1, at(5)).is_empty());
+        assert!(l.on_decided(20, 2, at(7)).is_empty(), "group 10's head unknown");
+        let d = l.on_decided(10, 1, at(6));
+        assert_eq!(order(&d), vec![(20, 1), (10, 1)]);
+        // Group 10 is now headless: group 20 waits even though its head is old.
+        assert!(l.on_decided(20, 3, at(8)).is_empty());
+        let d = l.on_decided(10, 2, at(100));
+        assert_eq!(order(&d), vec![(20, 2), (20, 3)]);
+        // Ties go to the earlier group.
+        let d = l.on_decided(20, 4, at(100));
+        assert_eq!(order(&d), vec![(10, 2)]);
+        let d = l.on_decided(10, 3, at(101));
+        assert_eq!(order(&d), vec![(20, 4)]);
+    }
+
+    #[test]
+    fn a_learner_restarted_at_any_point_continues_the_same_sequence() {
         let groups = [1, 2, 3];
-        let mut full = Learner::new(&[(1, 1), (2, 1), (3, 1)], m).unwrap();
-        let mut delivered = Vec::new();
-        for i in 1..=10 {
-            for g in groups {
-                delivered.extend(full.on_decided(g, i, b(i)));
+        let mut rng = crate::rng::Rng(7);
+        let mut decided: Vec<(GroupId, Instance, Batch)> = Vec::new();
+        for g in groups {
+            let mut t = 0;
+            for i in 1..=12 {
+                t += rng.range(0, 5);
+                decided.push((g, i, at(t)));
             }
         }
-        for cut in 0..delivered.len() {
+        // Decisions arrive in a shuffled order; the delivered sequence must not depend on it.
+        let mut shuffled = decided.clone();
+        for i in (1..shuffled.len()).rev() {
+            shuffled.swap(i, rng.index(i + 1));
+        }
+        let run = |l: &mut Learner, ds: &[(GroupId, Instance, Batch)]| {
+            let mut out = Vec::new();
+            for (g, i, b) in ds {
+                out.extend(l.on_decided(*g, *i, b.clone()));
+            }
+            out
+        };
+        let full = run(&mut Learner::new(&[(1, 1), (2, 1), (3, 1)]).unwrap(), &decided);
+        let again = run(&mut Learner::new(&[(1, 1), (2, 1), (3, 1)]).unwrap(), &shuffled);
+        assert_eq!(order(&full), order(&again));
+        for cut in 0..full.len() {
             let mut next = [1u64; 3];
-            for d in &delivered[..cut] {
+            for d in &full[..cut] {
                 next[(d.group - 1) as usize] = d.instance + 1;
             }
             let pos: Vec<(GroupId, Instance)> = groups.iter().copied().zip(next).collect();
-            let mut resumed = Learner::new(&pos, m).unwrap();
-            let mut again = Vec::new();
-            for i in 1..=10 {
-                for g in groups {
-                    again.extend(resumed.on_decided(g, i, b(i)));
-                }
-            }
-            assert_eq!(order(&again), order(&delivered[cut..]), "cut {cut}");
+            let resumed = run(&mut Learner::new(&pos).unwrap(), &shuffled);
+            assert_eq!(order(&resumed), order(&full[cut..]), "cut {cut}");
         }
-        assert!(Learner::new(&[(1, 5), (2, 1)], 3).is_err());
-        assert!(Learner::new(&[(1, 0)], 1).is_err());
+        assert!(Learner::new(&[]).is_err());
+        assert!(Learner::new(&[(1, 0)]).is_err());
     }
 }

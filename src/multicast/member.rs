@@ -51,8 +51,6 @@ pub struct MemberOptions {
     pub catch_up_ms: u64,
     /// Most decisions in one catch-up answer.
     pub catch_up_batch: u64,
-    /// Instances taken from one group before the merge moves to the next.
-    pub merge_m: u64,
 }
 
 impl Default for MemberOptions {
@@ -63,7 +61,6 @@ impl Default for MemberOptions {
             election_ms: 500,
             catch_up_ms: 100,
             catch_up_batch: 256,
-            merge_m: 1,
         }
     }
 }
@@ -155,7 +152,7 @@ impl Member {
             .zip(&config.next)
             .map(|(g, n)| (g.group, *n))
             .collect();
-        let learner = Learner::new(&positions, config.options.merge_m)?;
+        let learner = Learner::new(&positions)?;
         let groups = config
             .groups
             .into_iter()
@@ -246,7 +243,7 @@ impl Member {
             .zip(next)
             .map(|(g, n)| (g.group, *n))
             .collect();
-        self.learner = Learner::new(&positions, self.opts.merge_m)?;
+        self.learner = Learner::new(&positions)?;
         let (id, now) = (self.id, self.now);
         for (g, &n) in self.groups.iter_mut().zip(next) {
             g.last_next = n;

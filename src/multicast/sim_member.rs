@@ -56,7 +56,6 @@ const LIVENESS_BUDGET_MS: u64 = 3_000;
 #[derive(Debug, Clone)]
 struct Scenario {
     groups: Vec<GroupId>,
-    merge_m: u64,
     fault_ms: u64,
     latency_max_ms: u64,
     drop_ppm: u64,
@@ -87,7 +86,6 @@ impl Scenario {
         let storm = rng.below(4) == 0;
         Scenario {
             groups: GROUPS[..groups].to_vec(),
-            merge_m: rng.range(1, 3),
             fault_ms: rng.range(2_000, 5_000),
             latency_max_ms: rng.range(1, 12),
             drop_ppm: rng.range(0, 100_000),
@@ -124,7 +122,6 @@ impl Scenario {
             election_ms: 80,
             catch_up_ms: 30,
             catch_up_batch: 16,
-            merge_m: self.merge_m,
         }
     }
 }

@@ -74,7 +74,7 @@ impl World {
                     .unwrap()
                 })
                 .collect(),
-            learner: Learner::new(&[(G, 1)], 1).unwrap(),
+            learner: Learner::new(&[(G, 1)]).unwrap(),
             chosen: BTreeMap::new(),
             delivered: Vec::new(),
             proposed: Vec::new(),

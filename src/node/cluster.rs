@@ -13,10 +13,10 @@ use super::group::{NetEvent, Network};
 use super::sessions::SessionTracker;
 use crate::config::Config;
 use crate::multicast::{GroupId, NodeId, PaxosMsg};
-use crate::ssmr::{CmdId, PartitionId};
-use protocol::{Encode, WatcherEvent};
 use crate::peer::{PeerConfig, PeerEvent, Peers};
+use crate::ssmr::{CmdId, PartitionId};
 use crate::zk::SessionId;
+use protocol::{Encode, WatcherEvent};
 
 const TAG_PAXOS: u8 = 0;
 const TAG_SESSIONS: u8 = 1;
@@ -123,7 +123,10 @@ pub enum PeerFrame {
         data: Bytes,
     },
     /// A command for `group`, submitted by a front end that is not one of its members.
-    Submit { group: GroupId, command: Bytes },
+    Submit {
+        group: GroupId,
+        command: Bytes,
+    },
     /// An S-SMR signal (encoded [`crate::ssmr::Signal`]).
     Signal(Bytes),
     /// Asks for the signal of `cmd` again: the sender's replica waits for it.
@@ -135,7 +138,9 @@ pub enum PeerFrame {
     },
     /// Commands the sender took for ordering (as a member of `group`) may have been lost: the
     /// group's leader changed.
-    Lost { group: GroupId },
+    Lost {
+        group: GroupId,
+    },
 }
 
 /// What one command executed on a partition produced for one front end.
@@ -640,7 +645,10 @@ mod tests {
             assert_eq!(PeerFrame::decode(bytes.clone()), Ok(f.clone()));
             if matches!(f, PeerFrame::Outcomes { .. } | PeerFrame::SignalRequest(_)) {
                 for cut in 1..bytes.len() {
-                    assert!(PeerFrame::decode(bytes.slice(..cut)).is_err(), "{f:?} cut {cut}");
+                    assert!(
+                        PeerFrame::decode(bytes.slice(..cut)).is_err(),
+                        "{f:?} cut {cut}"
+                    );
                 }
             }
         }

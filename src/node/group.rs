@@ -4,8 +4,8 @@
 //!
 //! One task owns the member. Commands arrive, each tagged with its group, through one bounded
 //! queue ([`GroupHandle::submit`]); decided batches leave through a bounded channel of
-//! [`Delivered`] in the learner's merged order (each group in instance order, groups round-robin,
-//! `merge_m` instances at a time). Votes reach RocksDB through one synced write at a time: while it
+//! [`Delivered`] in the learner's merged order (each group in instance order, groups merged by
+//! the coordinators' timestamps). Votes reach RocksDB through one synced write at a time: while it
 //! runs on a blocking thread, new votes of every group accumulate into the next write (group
 //! commit: one fsync per write, never one per command). Messages that reflect a vote, and
 //! deliveries that needed one, leave only after the write holding it returned. A group whose only
@@ -1119,7 +1119,7 @@ mod tests {
     const G: [GroupId; 2] = [10, 20];
 
     /// This node alone in groups 10 and 20, merged `m` instances at a time.
-    fn two_groups(m: u64) -> GroupOptions {
+    fn two_groups() -> GroupOptions {
         let specs = G
             .iter()
             .map(|&group| GroupSpec {
@@ -1127,8 +1127,7 @@ mod tests {
                 members: vec![1],
             })
             .collect();
-        let mut opts = GroupOptions::for_groups(1, specs);
-        opts.member.merge_m = m;
+        let opts = GroupOptions::for_groups(1, specs);
         opts
     }
 
@@ -1145,17 +1144,19 @@ mod tests {
         out
     }
 
-    /// `ds` is the start of a merge of `G` from nothing: delivery k comes from group
-    /// `G[(k / m) % 2]`, each group's instances are consecutive from 1 with increasing times.
-    fn check_merged(ds: &[Delivered], m: u64) {
+    /// `ds` is the start of a merge of `G` from nothing: ordered by (time, group position), each
+    /// group's instances consecutive from 1 with increasing times.
+    fn check_merged(ds: &[Delivered]) {
         let mut next = [1u64; 2];
         let mut time = [0u64; 2];
+        let mut last = (0u64, 0usize);
         for (k, d) in ds.iter().enumerate() {
-            let lane = (k as u64 / m % 2) as usize;
-            assert_eq!(
-                d.group, G[lane],
-                "delivery {k} comes from the lane whose turn it is"
+            let lane = G.iter().position(|&g| g == d.group).expect("a known group");
+            assert!(
+                (d.time_ms, lane) >= last,
+                "delivery {k}: merged by time, then group"
             );
+            last = (d.time_ms, lane);
             assert_eq!(
                 d.instance, next[lane],
                 "delivery {k}: consecutive in its group"
@@ -1194,10 +1195,9 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn two_groups_merge_round_robin_and_restart_in_the_same_order() {
-        const M: u64 = 2;
         let dir = tempfile::tempdir().unwrap();
         let storage = Storage::open(dir.path()).unwrap();
-        let mut g = start(&storage, two_groups(M), &[0, 0], None).await.unwrap();
+        let mut g = start(&storage, two_groups(), &[0, 0], None).await.unwrap();
         assert_eq!(g.handle.groups(), &G[..]);
         let mut tasks = Vec::new();
         for (&group, (name, n)) in G.iter().zip([("a", 300), ("b", 100)]) {
@@ -1219,7 +1219,7 @@ mod tests {
         assert!(idle.iter().all(|d| d.commands.is_empty()), "{idle:?}");
         run1.extend(idle);
         run1.extend(stop(g).await);
-        check_merged(&run1, M);
+        check_merged(&run1);
         for (&group, (name, n)) in G.iter().zip([("a", 300), ("b", 100)]) {
             let mine: Vec<Delivered> = run1.iter().filter(|d| d.group == group).cloned().collect();
             let expected: Vec<String> = (0..n).map(|i| format!("{name}{i}")).collect();
@@ -1239,7 +1239,7 @@ mod tests {
         let cut = (run1.len() / 2) | 1;
         let after = positions(&run1[..cut]);
         let storage = Storage::open(dir.path()).unwrap();
-        let mut g = start(&storage, two_groups(M), &after, None).await.unwrap();
+        let mut g = start(&storage, two_groups(), &after, None).await.unwrap();
         let mut run2 = take(&mut g.deliveries, run1.len() - cut + 10).await;
         assert_eq!(
             run2[..run1.len() - cut],
@@ -1249,7 +1249,7 @@ mod tests {
         run2.extend(stop(g).await);
         let mut whole = run1[..cut].to_vec();
         whole.extend(run2);
-        check_merged(&whole, M);
+        check_merged(&whole);
     }
 
     #[tokio::test]
@@ -1257,7 +1257,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (run1, checkpoint) = {
             let storage = Storage::open(dir.path()).unwrap();
-            let mut g = start(&storage, two_groups(1), &[0, 0], None).await.unwrap();
+            let mut g = start(&storage, two_groups(), &[0, 0], None).await.unwrap();
             // One command per group at a time: at least one instance each.
             let mut ds = Vec::new();
             for i in 0..5 {
@@ -1284,12 +1284,12 @@ mod tests {
             assert_eq!(checkpoint[0], checkpoint[1] + 1);
             g.handle.trim(&checkpoint).await.unwrap();
             ds.extend(stop(g).await);
-            check_merged(&ds, 1);
+            check_merged(&ds);
             (ds, checkpoint)
         };
         let storage = Storage::open(dir.path()).unwrap();
         for (after, group) in [([0, 0], 10), ([checkpoint[0], 0], 20)] {
-            match start(&storage, two_groups(1), &after, None).await {
+            match start(&storage, two_groups(), &after, None).await {
                 Err(e) => assert_eq!(
                     e,
                     GroupError::CheckpointBehindTrim {
@@ -1301,7 +1301,7 @@ mod tests {
                 Ok(_) => panic!("a checkpoint older than the trim must be refused"),
             }
         }
-        let mut g = start(&storage, two_groups(1), &checkpoint, None)
+        let mut g = start(&storage, two_groups(), &checkpoint, None)
             .await
             .unwrap();
         let covered = (checkpoint[0] + checkpoint[1]) as usize;
@@ -1320,24 +1320,15 @@ mod tests {
                 resumed.push((d.group, d.instance));
             }
         }
-        let (a, b) = (ahead[0], ahead[1]);
-        assert_eq!(
-            resumed,
-            vec![
-                (20, b + 1),
-                (10, a + 1),
-                (20, b + 2),
-                (10, a + 2),
-                (20, b + 3),
-                (10, a + 3)
-            ]
-        );
-        assert_eq!(
-            g.handle.install(&[a + 10, b]).await,
-            Err(GroupError::Multicast(multicast::Error::InvalidPosition(
-                "not a round-robin merge position"
-            )))
-        );
+        for (lane, &group) in G.iter().enumerate() {
+            let got: Vec<Instance> = resumed
+                .iter()
+                .filter(|(g, _)| *g == group)
+                .map(|(_, i)| *i)
+                .collect();
+            let want: Vec<Instance> = (1..=got.len() as u64).map(|k| ahead[lane] + k).collect();
+            assert_eq!(got, want, "group {group} resumes right after its position");
+        }
         stop(g).await;
     }
 
@@ -1346,7 +1337,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let storage = Storage::open(dir.path()).unwrap();
         for after in [&[0][..], &[0, 0, 0]] {
-            match start(&storage, two_groups(1), after, None).await {
+            match start(&storage, two_groups(), after, None).await {
                 Err(e) => assert_eq!(
                     e,
                     GroupError::Positions {
@@ -1357,21 +1348,17 @@ mod tests {
                 Ok(_) => panic!("{after:?} is not one position per group"),
             }
         }
-        let mut no_skips = two_groups(1);
+        let mut no_skips = two_groups();
         no_skips.member.coordinator.skip_after_ticks = None;
         assert!(matches!(
             start(&storage, no_skips, &[0, 0], None).await,
             Err(GroupError::Multicast(multicast::Error::InvalidOptions(_)))
         ));
-        let mut twice = two_groups(1);
+        let mut twice = two_groups();
         twice.groups[1].group = G[0];
         assert!(matches!(
             start(&storage, twice, &[0, 0], None).await,
             Err(GroupError::Multicast(multicast::Error::InvalidOptions(_)))
-        ));
-        assert!(matches!(
-            start(&storage, two_groups(1), &[3, 0], None).await,
-            Err(GroupError::Multicast(multicast::Error::InvalidPosition(_)))
         ));
         assert!(
             GroupOptions::default()
@@ -1382,7 +1369,7 @@ mod tests {
             "one group stays silent when idle"
         );
 
-        let g = start(&storage, two_groups(1), &[0, 0], None).await.unwrap();
+        let g = start(&storage, two_groups(), &[0, 0], None).await.unwrap();
         assert_eq!(
             g.handle.submit(99, Bytes::from_static(b"x")).await,
             Err(GroupError::NotAMember(99))
@@ -1475,7 +1462,7 @@ mod tests {
         for (_, n) in nodes.iter_mut() {
             sequences.push(collect(&mut n.deliveries, total).await);
         }
-        check_merged(&sequences[0], 1);
+        check_merged(&sequences[0]);
         for (k, s) in sequences.iter().enumerate().skip(1) {
             assert_eq!(s, &sequences[0], "node {} agrees with node 1", NODES[k]);
         }

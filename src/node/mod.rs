@@ -38,9 +38,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
-use crate::zk::{self, Command, SessionId, Zk};
 use crate::multicast::GroupId;
 use crate::ssmr::{dest_of, PartitionId};
+use crate::zk::{self, Command, SessionId, Zk};
 use cluster::{FrontInput, OutcomeItem, PeerFrame};
 use group::{GroupError, GroupHandle, GroupOptions};
 use layout::Layout;
@@ -248,10 +248,7 @@ impl Node {
     /// that asked for the close, which closes after its reply).
     fn close_route(&self, session: SessionId, except: Option<u64>) {
         let mut routes = self.inner.routes.lock().expect("routes poisoned");
-        if routes
-            .get(&session)
-            .is_some_and(|r| Some(r.conn) != except)
-        {
+        if routes.get(&session).is_some_and(|r| Some(r.conn) != except) {
             if let Some(route) = routes.remove(&session) {
                 let _ = route.tx.send(Outbound::Close);
             }
@@ -309,7 +306,6 @@ impl Node {
             .get(&session)
             .cloned()
     }
-
 
     /// A session id that no other session of this node's history has: ZooKeeper's scheme, the
     /// server id in the top byte and the start time in the next bits, then a counter.
@@ -416,7 +412,11 @@ async fn front_end(node: Node, mut inbox: mpsc::UnboundedReceiver<FrontInput>) {
                 entries,
             } => {
                 if node.inner.layout.partition_of(from) != Some(partition) {
-                    tracing::warn!(from, partition, "outcomes from a server of another partition dropped");
+                    tracing::warn!(
+                        from,
+                        partition,
+                        "outcomes from a server of another partition dropped"
+                    );
                     continue;
                 }
                 let mark = watermark.entry(partition).or_insert(0);
@@ -454,7 +454,10 @@ async fn front_end(node: Node, mut inbox: mpsc::UnboundedReceiver<FrontInput>) {
             }
             FrontInput::Lost { from } => {
                 if node.partitioned() {
-                    tracing::debug!(from, "requests in flight may be lost; reconnecting busy connections");
+                    tracing::debug!(
+                        from,
+                        "requests in flight may be lost; reconnecting busy connections"
+                    );
                     node.reconnect_all();
                 }
             }

@@ -309,7 +309,10 @@ impl Replica {
 
     fn deliver(&mut self, d: Delivered) {
         let Some(gi) = self.groups.iter().position(|g| *g == d.group) else {
-            tracing::error!(group = d.group, "delivery from a group this replica does not follow");
+            tracing::error!(
+                group = d.group,
+                "delivery from a group this replica does not follow"
+            );
             return;
         };
         if d.instance <= self.positions[gi] {
@@ -440,16 +443,19 @@ impl Replica {
             debug_assert_eq!(q.id, executed.id);
             self.executed(q, executed, &mut remote);
         }
-        self.node.inner.last_zxid.store(
-            self.exec.clock(),
-            std::sync::atomic::Ordering::Release,
-        );
+        self.node
+            .inner
+            .last_zxid
+            .store(self.exec.clock(), std::sync::atomic::Ordering::Release);
         if let Some(peers) = self.node.inner.peers.get() {
             let partition = self.layout.partition();
             for (to, entries) in remote {
                 let frame = PeerFrame::Outcomes { partition, entries }.encode();
                 if !peers.send(to, frame) {
-                    tracing::warn!(to, "outcome queue full; the server's clients will reconnect");
+                    tracing::warn!(
+                        to,
+                        "outcome queue full; the server's clients will reconnect"
+                    );
                 }
             }
         }
@@ -527,7 +533,10 @@ impl Replica {
                 .close_route(q.session, asked_here.then_some(q.origin.conn));
         }
         for (t, items) in items {
-            remote.entry(t).or_default().push(OutcomeEntry { seq: q.seq, items });
+            remote
+                .entry(t)
+                .or_default()
+                .push(OutcomeEntry { seq: q.seq, items });
         }
     }
 
@@ -536,7 +545,10 @@ impl Replica {
     /// delivery after it.
     async fn install(&mut self, cp: super::cluster::Received) -> Result<bool, NodeError> {
         if cp.position.len() != self.positions.len() {
-            tracing::warn!(from = cp.from, "a received checkpoint has another group layout; ignored");
+            tracing::warn!(
+                from = cp.from,
+                "a received checkpoint has another group layout; ignored"
+            );
             return Ok(false);
         }
         let ahead = cp.position.iter().zip(&self.positions).all(|(a, b)| a >= b)
@@ -553,7 +565,11 @@ impl Replica {
         };
         if saved.partition != self.layout.partition() || saved.partitions != self.layout.partitions
         {
-            tracing::warn!(from = cp.from, partition = saved.partition, "a received checkpoint is of another partition; ignored");
+            tracing::warn!(
+                from = cp.from,
+                partition = saved.partition,
+                "a received checkpoint is of another partition; ignored"
+            );
             return Ok(false);
         }
         let checkpoints = self.node.inner.group.checkpoints().clone();

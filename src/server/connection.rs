@@ -731,7 +731,10 @@ async fn write_loop(
             while let Some(msg) = ready.pop() {
                 close |= write_one(&mut out, &msg, &mut acct, &mut queue, &permits, &mut frames);
                 let head = queue.front().map(|p| p.xid);
-                if let Some(m) = head.and_then(|x| early.get_mut(&x)).and_then(|q| q.pop_front()) {
+                if let Some(m) = head
+                    .and_then(|x| early.get_mut(&x))
+                    .and_then(|q| q.pop_front())
+                {
                     ready.push(m);
                 }
                 early.retain(|_, q| !q.is_empty());

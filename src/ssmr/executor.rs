@@ -226,7 +226,10 @@ impl<S: Service> Executor<S> {
     /// partitions it has no signal from yet. A driver that sees the same answer for long asks
     /// those partitions to send again (signals are lost with a broken link or a restart).
     pub fn waiting(&self) -> Option<(CmdId, Vec<PartitionId>)> {
-        let head = self.queue.front().filter(|h| h.is_multi() && h.sent.is_some())?;
+        let head = self
+            .queue
+            .front()
+            .filter(|h| h.is_multi() && h.sent.is_some())?;
         let got = self.received.get(&head.id);
         let missing: Vec<PartitionId> = head
             .dest
@@ -245,7 +248,13 @@ impl<S: Service> Executor<S> {
         }
         let p = self.queue.iter().find(|p| p.id == cmd)?;
         let sent = p.sent.as_ref()?;
-        Some(signal_out(self.partition, p.id, &p.dest, sent.clock, sent.facts.clone()))
+        Some(signal_out(
+            self.partition,
+            p.id,
+            &p.dest,
+            sent.clock,
+            sent.facts.clone(),
+        ))
     }
 
     /// Delivers `cmd` and executes every command that can run. See [`Executor::enqueue`].
@@ -454,7 +463,13 @@ impl<S: Service> Executor<S> {
             self.received = self.received.split_off(&p.id);
             self.resend.insert(
                 p.id,
-                signal_out(self.partition, p.id, &p.dest, sent.clock, sent.facts.clone()),
+                signal_out(
+                    self.partition,
+                    p.id,
+                    &p.dest,
+                    sent.clock,
+                    sent.facts.clone(),
+                ),
             );
             if self.resend.len() > RESEND_MEMORY {
                 self.resend.pop_first();
