@@ -495,6 +495,61 @@ async fn three_servers_stay_linearizable_through_kills_restarts_and_a_pause() {
         .expect("the cluster test exceeded its time bound");
 }
 
+/// S-SMR with faults: two partitions of three replicas each (6 servers, `partitions=2`). The keys
+/// spread over both partitions; a replica of each partition is killed with -9 and restarted in
+/// turn, and the whole history must stay linearizable with every live server making progress.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_partitions_of_three_stay_linearizable_through_kills() {
+    if Flavor::from_env() == Flavor::ZooKeeper {
+        return; // partitions are Volery's
+    }
+    let body = async {
+        let options = common::cluster::ClusterOptions {
+            partitions: Some(2),
+            ..common::cluster::ClusterOptions::default()
+        };
+        let mut cluster = Cluster::start_with(6, options).await;
+        let history = Arc::new(History::new());
+        {
+            let setup = zk::Client::connector()
+                .with_session_timeout(SESSION_TIMEOUT)
+                .connect(&cluster.connect_string())
+                .await
+                .expect("setup session");
+            setup_keys(&setup, &history).await;
+        }
+        // One client pinned to each server, two roaming over all six.
+        let mut targets: Vec<(String, Option<usize>)> =
+            (0..6).map(|i| (cluster.addr(i), Some(i))).collect();
+        targets.push((cluster.connect_string(), None));
+        targets.push((cluster.connect_string(), None));
+        let mut load = Load::start(history, targets, false);
+        let all: Vec<usize> = (0..6).collect();
+        let others = |x: usize| -> Vec<usize> { all.iter().copied().filter(|&i| i != x).collect() };
+        load.phase("steady", Duration::from_secs(2), &all, true)
+            .await;
+        // Server 1 is a replica of partition 0, server 5 of partition 1.
+        for victim in [0, 4] {
+            eprintln!("kill -9 server.{}", victim + 1);
+            cluster.kill9(victim);
+            load.phase("replica killed", Duration::from_secs(4), &others(victim), true)
+                .await;
+            cluster.restart(victim).await;
+            load.phase("replica restarted", Duration::from_secs(2), &all, false)
+                .await;
+        }
+        load.phase("healed", Duration::from_secs(2), &all, true)
+            .await;
+        let end = load.finish(Duration::from_secs(30)).await;
+        assert_progress(&end.ops, &end.phases, &end.homes);
+        assert_linearizable(&end.ops, CLIENTS);
+        drop(cluster);
+    };
+    tokio::time::timeout(CLUSTER_TEST_BOUND, body)
+        .await
+        .expect("the partitioned cluster test exceeded its time bound");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_server_killed_and_restarted_under_load_stays_linearizable() {
     let body = async {
@@ -797,7 +852,7 @@ async fn a_wiped_server_installs_a_checkpoint_and_catches_up() {
         assert!(
             cluster
                 .log(2)
-                .contains("checkpoint installed from another member"),
+                .contains("checkpoint installed from another replica"),
             "the wiped server caught up without a state transfer?\n{}",
             cluster.log(2)
         );

@@ -12,7 +12,9 @@ use tokio::sync::mpsc;
 use super::group::{NetEvent, Network};
 use super::sessions::SessionTracker;
 use crate::config::Config;
-use crate::multicast::{NodeId, PaxosMsg};
+use crate::multicast::{GroupId, NodeId, PaxosMsg};
+use crate::ssmr::{CmdId, PartitionId};
+use protocol::{Encode, WatcherEvent};
 use crate::peer::{PeerConfig, PeerEvent, Peers};
 use crate::zk::SessionId;
 
@@ -20,6 +22,14 @@ const TAG_PAXOS: u8 = 0;
 const TAG_SESSIONS: u8 = 1;
 const TAG_CHECKPOINT_REQUEST: u8 = 2;
 const TAG_CHECKPOINT: u8 = 3;
+const TAG_SUBMIT: u8 = 4;
+const TAG_SIGNAL: u8 = 5;
+const TAG_SIGNAL_REQUEST: u8 = 6;
+const TAG_OUTCOMES: u8 = 7;
+const TAG_LOST: u8 = 8;
+
+const ITEM_NOTIFY: u8 = 0;
+const ITEM_REPLY: u8 = 1;
 
 /// The members of a cluster and their peer addresses.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,18 +50,18 @@ pub enum ClusterError {
     Resolve { id: u64, host: String, port: u16 },
     #[error("peer transport: {0}")]
     Peer(#[from] crate::peer::PeerError),
-    #[error("partitions={0}: serving more than one partition is not available yet; a cluster runs as one partition")]
-    PartitionsUnsupported(u32),
+    #[error("partitions={0} needs at least {0} servers (server.N entries or [[servers]])")]
+    PartitionsWithoutServers(u32),
 }
 
 impl ClusterSpec {
     /// The cluster described by the `server.N` entries, or `None` for a standalone server (no
     /// entries, or only this server's).
     pub fn from_config(cfg: &Config) -> Result<Option<ClusterSpec>, ClusterError> {
-        if cfg.partitions > 1 {
-            return Err(ClusterError::PartitionsUnsupported(cfg.partitions));
-        }
         if cfg.servers.len() <= 1 {
+            if cfg.partitions > 1 {
+                return Err(ClusterError::PartitionsWithoutServers(cfg.partitions));
+            }
             return Ok(None);
         }
         if !cfg.servers.contains_key(&cfg.server_id) {
@@ -112,6 +122,51 @@ pub enum PeerFrame {
         position: Vec<u64>,
         data: Bytes,
     },
+    /// A command for `group`, submitted by a front end that is not one of its members.
+    Submit { group: GroupId, command: Bytes },
+    /// An S-SMR signal (encoded [`crate::ssmr::Signal`]).
+    Signal(Bytes),
+    /// Asks for the signal of `cmd` again: the sender's replica waits for it.
+    SignalRequest(CmdId),
+    /// What a replica of `partition` executed for the receiver's sessions, in execution order.
+    Outcomes {
+        partition: PartitionId,
+        entries: Vec<OutcomeEntry>,
+    },
+    /// Commands the sender took for ordering (as a member of `group`) may have been lost: the
+    /// group's leader changed.
+    Lost { group: GroupId },
+}
+
+/// What one command executed on a partition produced for one front end.
+///
+/// Invariant: `seq` strictly increases along a partition's execution order and is the same at
+/// every replica of the partition, so the front end takes each entry once, from whichever
+/// replica sends it first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutcomeEntry {
+    pub seq: u64,
+    pub items: Vec<OutcomeItem>,
+}
+
+/// One thing to hand a session's connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutcomeItem {
+    Notify {
+        session: SessionId,
+        event: WatcherEvent,
+    },
+    /// The reply to request `xid` submitted on connection `conn`; `body` is the encoded response.
+    /// `close`: the command closed the session, so the connection closes after the reply.
+    Reply {
+        conn: u64,
+        session: SessionId,
+        xid: i32,
+        zxid: i64,
+        err: i32,
+        body: Bytes,
+        close: bool,
+    },
 }
 
 /// The frame of a Paxos message, without building a [`PeerFrame`].
@@ -144,6 +199,47 @@ impl PeerFrame {
                     out.put_u64(*p);
                 }
                 out.extend_from_slice(data);
+                out.freeze()
+            }
+            PeerFrame::Submit { group, command } => {
+                let mut out = BytesMut::with_capacity(5 + command.len());
+                out.put_u8(TAG_SUBMIT);
+                out.put_u32(*group);
+                out.extend_from_slice(command);
+                out.freeze()
+            }
+            PeerFrame::Signal(signal) => {
+                let mut out = BytesMut::with_capacity(1 + signal.len());
+                out.put_u8(TAG_SIGNAL);
+                out.extend_from_slice(signal);
+                out.freeze()
+            }
+            PeerFrame::SignalRequest(cmd) => {
+                let mut out = BytesMut::with_capacity(17);
+                out.put_u8(TAG_SIGNAL_REQUEST);
+                out.put_u32(cmd.group);
+                out.put_u64(cmd.instance);
+                out.put_u32(cmd.index);
+                out.freeze()
+            }
+            PeerFrame::Outcomes { partition, entries } => {
+                let mut out = BytesMut::with_capacity(64);
+                out.put_u8(TAG_OUTCOMES);
+                out.put_u32(*partition);
+                out.put_u32(entries.len() as u32);
+                for e in entries {
+                    out.put_u64(e.seq);
+                    out.put_u32(e.items.len() as u32);
+                    for item in &e.items {
+                        put_item(&mut out, item);
+                    }
+                }
+                out.freeze()
+            }
+            PeerFrame::Lost { group } => {
+                let mut out = BytesMut::with_capacity(5);
+                out.put_u8(TAG_LOST);
+                out.put_u32(*group);
                 out.freeze()
             }
         }
@@ -184,9 +280,121 @@ impl PeerFrame {
                     data: frame,
                 })
             }
-            _ => Err("unknown frame tag"),
+            TAG_SUBMIT if frame.len() >= 4 => {
+                let group = frame.get_u32();
+                Ok(PeerFrame::Submit {
+                    group,
+                    command: frame,
+                })
+            }
+            TAG_SIGNAL => Ok(PeerFrame::Signal(frame)),
+            TAG_SIGNAL_REQUEST if frame.len() == 16 => Ok(PeerFrame::SignalRequest(CmdId::new(
+                frame.get_u32(),
+                frame.get_u64(),
+                frame.get_u32(),
+            ))),
+            TAG_OUTCOMES => decode_outcomes(frame),
+            TAG_LOST if frame.len() == 4 => Ok(PeerFrame::Lost {
+                group: frame.get_u32(),
+            }),
+            _ => Err("unknown or truncated frame"),
         }
     }
+}
+
+fn put_item(out: &mut BytesMut, item: &OutcomeItem) {
+    match item {
+        OutcomeItem::Notify { session, event } => {
+            out.put_u8(ITEM_NOTIFY);
+            out.put_i64(*session);
+            out.put_u32(event.encoded_len() as u32);
+            event.encode(out);
+        }
+        OutcomeItem::Reply {
+            conn,
+            session,
+            xid,
+            zxid,
+            err,
+            body,
+            close,
+        } => {
+            out.put_u8(ITEM_REPLY);
+            out.put_u64(*conn);
+            out.put_i64(*session);
+            out.put_i32(*xid);
+            out.put_i64(*zxid);
+            out.put_i32(*err);
+            out.put_u8(u8::from(*close));
+            out.put_u32(body.len() as u32);
+            out.extend_from_slice(body);
+        }
+    }
+}
+
+/// Takes `n` bytes off the front of `frame`, if it has them.
+fn take(frame: &mut Bytes, n: usize) -> Result<Bytes, &'static str> {
+    if frame.len() < n {
+        return Err("truncated outcome");
+    }
+    Ok(frame.split_to(n))
+}
+
+fn decode_outcomes(mut frame: Bytes) -> Result<PeerFrame, &'static str> {
+    let mut head = take(&mut frame, 8)?;
+    let partition = head.get_u32();
+    let n = head.get_u32() as usize;
+    let mut entries = Vec::with_capacity(n.min(frame.len() / 12));
+    for _ in 0..n {
+        let mut h = take(&mut frame, 12)?;
+        let seq = h.get_u64();
+        let m = h.get_u32() as usize;
+        let mut items = Vec::with_capacity(m.min(frame.len() / 9));
+        for _ in 0..m {
+            let tag = take(&mut frame, 1)?.get_u8();
+            match tag {
+                ITEM_NOTIFY => {
+                    let mut h = take(&mut frame, 12)?;
+                    let session = h.get_i64();
+                    let len = h.get_u32() as usize;
+                    let body = take(&mut frame, len)?;
+                    let event = protocol::decode_record::<WatcherEvent>(&body)
+                        .map_err(|_| "malformed watcher event")?;
+                    items.push(OutcomeItem::Notify { session, event });
+                }
+                ITEM_REPLY => {
+                    let mut h = take(&mut frame, 8 + 8 + 4 + 8 + 4 + 1 + 4)?;
+                    let conn = h.get_u64();
+                    let session = h.get_i64();
+                    let xid = h.get_i32();
+                    let zxid = h.get_i64();
+                    let err = h.get_i32();
+                    let close = match h.get_u8() {
+                        0 => false,
+                        1 => true,
+                        _ => return Err("malformed reply flag"),
+                    };
+                    let len = h.get_u32() as usize;
+                    let body = take(&mut frame, len)?;
+                    items.push(OutcomeItem::Reply {
+                        conn,
+                        session,
+                        xid,
+                        zxid,
+                        err,
+                        body,
+                        close,
+                    });
+                }
+                _ => return Err("unknown outcome item"),
+            }
+        }
+        entries.push(OutcomeEntry { seq, items });
+    }
+    if !frame.is_empty() {
+        return Err("trailing bytes after outcomes");
+    }
+    Ok(PeerFrame::Outcomes { partition, entries })
 }
 
 /// The running peer transport of a cluster member.
@@ -204,14 +412,47 @@ pub struct Received {
     pub data: Bytes,
 }
 
+/// Where the peer reader hands what is not for the group driver. Unbounded: each is bounded
+/// upstream (client connections cap their outstanding requests; signals and outcomes follow
+/// executed commands), and the reader must never wait on them while the group driver waits on it.
+pub struct Inboxes {
+    /// Commands for a group of this node, from front ends that are not its members.
+    pub submits: mpsc::UnboundedSender<(GroupId, Bytes)>,
+    /// Signals and signal requests for the replica.
+    pub replica: mpsc::UnboundedSender<ReplicaInput>,
+    /// Outcomes, leader-loss notices and broken links for the front end.
+    pub front: mpsc::UnboundedSender<FrontInput>,
+}
+
+/// What the replica receives from peers.
+#[derive(Debug)]
+pub enum ReplicaInput {
+    Signal(Bytes),
+    SignalRequest { from: NodeId, cmd: CmdId },
+}
+
+/// What the front end receives from peers.
+#[derive(Debug)]
+pub enum FrontInput {
+    Outcomes {
+        from: NodeId,
+        partition: PartitionId,
+        entries: Vec<OutcomeEntry>,
+    },
+    /// A server that took commands for ordering lost its group's leader, or the link to a server
+    /// broke: requests in flight may be lost.
+    Lost { from: NodeId },
+}
+
 /// Starts the peer transport and a task that hands Paxos messages to the group driver, session
-/// liveness reports to `tracker`, answers checkpoint requests from `checkpoints`, and hands
-/// received checkpoints to `installs`.
+/// liveness reports to `tracker`, answers checkpoint requests from `checkpoints`, hands
+/// received checkpoints to `installs`, and everything else to `inboxes`.
 pub async fn connect(
     spec: &ClusterSpec,
     tracker: Arc<SessionTracker>,
     checkpoints: storage::CheckpointDb,
     installs: mpsc::Sender<Received>,
+    inboxes: Inboxes,
 ) -> Result<Link, ClusterError> {
     let listen = spec.members[&spec.id];
     let others: BTreeMap<NodeId, SocketAddr> = spec
@@ -247,13 +488,42 @@ pub async fn connect(
                         });
                         continue;
                     }
+                    Ok(PeerFrame::Submit { group, command }) => {
+                        let _ = inboxes.submits.send((group, command));
+                        continue;
+                    }
+                    Ok(PeerFrame::Signal(signal)) => {
+                        let _ = inboxes.replica.send(ReplicaInput::Signal(signal));
+                        continue;
+                    }
+                    Ok(PeerFrame::SignalRequest(cmd)) => {
+                        let _ = inboxes
+                            .replica
+                            .send(ReplicaInput::SignalRequest { from, cmd });
+                        continue;
+                    }
+                    Ok(PeerFrame::Outcomes { partition, entries }) => {
+                        let _ = inboxes.front.send(FrontInput::Outcomes {
+                            from,
+                            partition,
+                            entries,
+                        });
+                        continue;
+                    }
+                    Ok(PeerFrame::Lost { .. }) => {
+                        let _ = inboxes.front.send(FrontInput::Lost { from });
+                        continue;
+                    }
                     Err(why) => {
                         tracing::warn!(from, why, "malformed peer frame dropped");
                         continue;
                     }
                 },
                 PeerEvent::Up(id) => NetEvent::Up(id),
-                PeerEvent::Down(id) => NetEvent::Down(id),
+                PeerEvent::Down(id) => {
+                    let _ = inboxes.front.send(FrontInput::Lost { from: id });
+                    NetEvent::Down(id)
+                }
             };
             if tx.send(ev).await.is_err() {
                 break;
@@ -314,13 +584,66 @@ mod tests {
     }
 
     #[test]
-    fn more_than_one_partition_is_refused_clearly() {
+    fn partitions_without_servers_are_refused_clearly() {
         let cfg = Config {
             partitions: 2,
             ..Config::default()
         };
         let e = ClusterSpec::from_config(&cfg).unwrap_err();
         assert!(e.to_string().contains("partitions=2"), "{e}");
+    }
+
+    #[test]
+    fn new_frames_round_trip_and_truncations_are_errors() {
+        let frames = vec![
+            PeerFrame::Submit {
+                group: 3,
+                command: Bytes::from_static(b"cmd"),
+            },
+            PeerFrame::Signal(Bytes::from_static(b"sig")),
+            PeerFrame::SignalRequest(CmdId::new(2, 77, 5)),
+            PeerFrame::Lost { group: 2 },
+            PeerFrame::Outcomes {
+                partition: 1,
+                entries: vec![
+                    OutcomeEntry {
+                        seq: 9,
+                        items: vec![
+                            OutcomeItem::Notify {
+                                session: 0x11,
+                                event: WatcherEvent {
+                                    event_type: 3,
+                                    state: 3,
+                                    path: "/a".into(),
+                                },
+                            },
+                            OutcomeItem::Reply {
+                                conn: 4,
+                                session: 0x11,
+                                xid: 12,
+                                zxid: 40,
+                                err: 0,
+                                body: Bytes::from_static(b"stat"),
+                                close: true,
+                            },
+                        ],
+                    },
+                    OutcomeEntry {
+                        seq: 10,
+                        items: vec![],
+                    },
+                ],
+            },
+        ];
+        for f in frames {
+            let bytes = f.encode();
+            assert_eq!(PeerFrame::decode(bytes.clone()), Ok(f.clone()));
+            if matches!(f, PeerFrame::Outcomes { .. } | PeerFrame::SignalRequest(_)) {
+                for cut in 1..bytes.len() {
+                    assert!(PeerFrame::decode(bytes.slice(..cut)).is_err(), "{f:?} cut {cut}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -1,18 +1,21 @@
-//! The tokio driver of this node's [`Member`] in one Paxos group: its votes in RocksDB, its
-//! messages on the peer network, its deliveries to the replica.
+//! The tokio driver of this node's [`Member`] in its Paxos groups (one when the cluster is a single
+//! partition; a partition's group `g_p` and the global group `g_all` otherwise): its votes in
+//! RocksDB, its messages on the peer network, its deliveries to the replica.
 //!
-//! One task owns the member. Commands arrive through a bounded queue ([`GroupHandle::submit`]);
-//! decided batches leave through a bounded channel of [`Delivered`], in instance order. Votes
-//! reach RocksDB through one synced write at a time: while it runs on a blocking thread, new
-//! votes accumulate into the next write (group commit: one fsync per write, never one per
-//! command). Messages that reflect a vote, and deliveries that needed one, leave only after the
-//! write holding it returned. With a single member the group needs no network: the same code
-//! runs with messages looping back locally.
+//! One task owns the member. Commands arrive, each tagged with its group, through one bounded
+//! queue ([`GroupHandle::submit`]); decided batches leave through a bounded channel of
+//! [`Delivered`] in the learner's merged order (each group in instance order, groups round-robin,
+//! `merge_m` instances at a time). Votes reach RocksDB through one synced write at a time: while it
+//! runs on a blocking thread, new votes of every group accumulate into the next write (group
+//! commit: one fsync per write, never one per command). Messages that reflect a vote, and
+//! deliveries that needed one, leave only after the write holding it returned. A group whose only
+//! member is this node needs no network: the same code runs with messages looping back locally.
 //!
-//! Recovery: [`start`] loads the acceptor's votes; the elected coordinator runs Phase 1 over
-//! every instance after the replica's checkpoint, so the decided ones are delivered again;
-//! a member behind the others catches up from their acceptors. [`GroupHandle::trim`] reports a
-//! checkpoint; acceptors forget instances every member has checkpointed.
+//! Recovery: [`start`] loads the acceptor's votes of every group; each elected coordinator runs
+//! Phase 1 over every instance after the replica's checkpoint, so the decided ones are delivered
+//! again, in the same merged order; a member behind the others catches up from their acceptors.
+//! [`GroupHandle::trim`] reports a checkpoint; acceptors forget instances every member has
+//! checkpointed.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -36,40 +39,45 @@ pub const DEFAULT_SUBMIT_CAPACITY: usize = 8192;
 pub const DEFAULT_DELIVERY_CAPACITY: usize = 1024;
 /// Default tick: the coordinator's batch delay and retries count in these.
 pub const DEFAULT_TICK: Duration = Duration::from_millis(1);
+/// Ticks an idle coordinator waits before it decides a skip, when this node merges several groups.
+pub const DEFAULT_SKIP_AFTER_TICKS: u64 = 5;
 
-/// Options of this node's part in a group.
+/// Options of this node's part in its groups.
 #[derive(Clone, Debug)]
 pub struct GroupOptions {
-    pub group: GroupId,
+    /// The groups this node is a member of, in merge order; each lists all its members (acceptors,
+    /// learners, coordinator candidates), this node included.
+    pub groups: Vec<GroupSpec>,
     /// This node's id.
     pub node: NodeId,
-    /// Every member of the group (acceptors, learners, coordinator candidates), this node too.
-    pub members: Vec<NodeId>,
     /// Commands [`GroupHandle::submit`] may queue before it waits (back-pressure).
     pub submit_capacity: usize,
     /// Batches waiting for the consumer before the driver stops taking commands.
     pub delivery_capacity: usize,
     /// Length of one coordinator tick.
     pub tick: Duration,
+    /// With more than one group, `member.coordinator.skip_after_ticks` must be set ([`start`]
+    /// refuses otherwise): a merging learner would wait forever on an idle group.
     pub member: MemberOptions,
     /// Where synced write times and sizes are recorded, if anywhere.
     pub metrics: Option<Arc<super::metrics::NodeMetrics>>,
 }
 
-impl Default for GroupOptions {
-    /// One group, node 1 its only member, no skips (with a single group no merging learner waits
-    /// on it).
-    fn default() -> GroupOptions {
+impl GroupOptions {
+    /// Node `node` in `groups` (merge order), with default capacities and timing. Skips are on
+    /// exactly when there is more than one group: with a single group no merging learner waits on
+    /// it, so an idle group stays silent (and writes nothing).
+    pub fn for_groups(node: NodeId, groups: Vec<GroupSpec>) -> GroupOptions {
+        let skip_after_ticks = (groups.len() > 1).then_some(DEFAULT_SKIP_AFTER_TICKS);
         GroupOptions {
-            group: 0,
-            node: 1,
-            members: vec![1],
+            groups,
+            node,
             submit_capacity: DEFAULT_SUBMIT_CAPACITY,
             delivery_capacity: DEFAULT_DELIVERY_CAPACITY,
             tick: DEFAULT_TICK,
             member: MemberOptions {
                 coordinator: CoordinatorOptions {
-                    skip_after_ticks: None,
+                    skip_after_ticks,
                     ..CoordinatorOptions::default()
                 },
                 ..MemberOptions::default()
@@ -77,9 +85,43 @@ impl Default for GroupOptions {
             metrics: None,
         }
     }
+
+    /// The group ids in merge order.
+    pub fn group_ids(&self) -> Vec<GroupId> {
+        self.groups.iter().map(|g| g.group).collect()
+    }
+
+    fn validate(&self) -> Result<(), GroupError> {
+        self.member.coordinator.validate()?;
+        let invalid = |why| Err(GroupError::Multicast(multicast::Error::InvalidOptions(why)));
+        if self.groups.is_empty() {
+            return invalid("a node belongs to at least one group");
+        }
+        let ids = self.group_ids();
+        if ids.iter().enumerate().any(|(i, g)| ids[..i].contains(g)) {
+            return invalid("a group is listed twice");
+        }
+        if ids.len() > 1 && self.member.coordinator.skip_after_ticks.is_none() {
+            return invalid("merging several groups needs skips (skip_after_ticks)");
+        }
+        Ok(())
+    }
 }
 
-/// What the peer network hands the group.
+impl Default for GroupOptions {
+    /// One group (0), node 1 its only member, no skips.
+    fn default() -> GroupOptions {
+        GroupOptions::for_groups(
+            1,
+            vec![GroupSpec {
+                group: 0,
+                members: vec![1],
+            }],
+        )
+    }
+}
+
+/// What the peer network hands the groups.
 #[derive(Debug)]
 pub enum NetEvent {
     Message {
@@ -95,27 +137,32 @@ pub enum NetEvent {
 /// Sends a message to a peer without waiting; returns false when it was dropped.
 pub type SendFn = Box<dyn Fn(NodeId, &PaxosMsg) -> bool + Send + Sync>;
 
-/// The group's view of the peer network (absent for a single-member group).
+/// The groups' view of the peer network (absent when every group has this node as its only
+/// member). Messages carry their group, so one network serves every group.
 pub struct Network {
     pub send: SendFn,
     pub events: mpsc::Receiver<NetEvent>,
 }
 
-/// Who leads the group, as this node believes, and a counter that grows whenever commands this
-/// node submitted may have been lost (the leader changed, or the link to it broke). Sessions with
-/// requests in flight are told to reconnect then, as ZooKeeper's followers do.
+/// Who leads the first group, as this node believes, and a counter that grows whenever commands
+/// this node submitted to any group may have been lost (a group's leader changed, or the link to
+/// it broke). Sessions with requests in flight are told to reconnect then, as ZooKeeper's
+/// followers do.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LeaderView {
     pub leader: Option<NodeId>,
     pub epoch: u64,
 }
 
-/// One decided instance, delivered in instance order (consecutive, starting after the position
-/// given to [`start`]). Its vote is durable. `commands` is empty for a skip.
+/// One decided instance of `group`, delivered in the merged order: each group's instances
+/// consecutive, starting after the position given to [`start`]. Its vote is durable. `commands`
+/// is empty for a skip.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Delivered {
+    pub group: GroupId,
     pub instance: Instance,
-    /// Stamped by the coordinator: strictly increasing for batches it closes.
+    /// Stamped by the group's coordinator: strictly increasing within a group for batches it
+    /// closes.
     pub time_ms: u64,
     pub commands: Vec<Bytes>,
 }
@@ -123,21 +170,32 @@ pub struct Delivered {
 /// Errors of the group driver.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GroupError {
-    /// The group stopped (shut down, or its consumer dropped the delivery receiver).
+    /// The driver stopped (shut down, or its consumer dropped the delivery receiver).
     #[error("group stopped")]
     Closed,
-    /// The vote store failed; the group stopped because its votes may not be durable.
+    /// The vote store failed; the driver stopped because its votes may not be durable.
     #[error("vote store failed: {0}")]
     Store(#[from] StoreError),
-    /// The checkpoint position is older than the oldest instance kept on disk.
-    #[error("checkpoint at instance {after} is older than the trimmed log (first kept {low})")]
-    CheckpointBehindTrim { after: Instance, low: Instance },
+    /// A group's checkpoint position is older than the oldest instance kept on disk.
+    #[error("group {group}: checkpoint at instance {after} is older than the trimmed log (first kept {low})")]
+    CheckpointBehindTrim {
+        group: GroupId,
+        after: Instance,
+        low: Instance,
+    },
     /// Trim asked to forget instances not delivered yet.
-    #[error("cannot trim up to {up_to}: delivered only through {delivered}")]
+    #[error("group {group}: cannot trim up to {up_to}: delivered only through {delivered}")]
     TrimBeyondDelivered {
+        group: GroupId,
         up_to: Instance,
         delivered: Instance,
     },
+    /// A command for a group this node is not a member of.
+    #[error("this node is not a member of group {0}")]
+    NotAMember(GroupId),
+    /// A list of positions that does not hold exactly one per group.
+    #[error("expected one position per group ({expected}), got {got}")]
+    Positions { expected: usize, got: usize },
     /// Options or positions the consensus core rejects.
     #[error(transparent)]
     Multicast(#[from] multicast::Error),
@@ -148,51 +206,76 @@ pub enum GroupError {
 
 enum Control {
     Trim {
-        up_to: Instance,
+        positions: Vec<Instance>,
         done: oneshot::Sender<Result<(), GroupError>>,
     },
     Install {
-        at: Instance,
+        positions: Vec<Instance>,
         done: oneshot::Sender<Result<(), GroupError>>,
     },
     Shutdown,
 }
 
-/// Submits commands to the group and controls it. Cheap to clone.
+/// Submits commands to the groups and controls them. Cheap to clone.
+///
+/// Positions (`trim`, `install`, [`start`]'s `after`) hold one instance per group, in the order of
+/// [`GroupHandle::groups`]; 0 means none.
 #[derive(Clone)]
 pub struct GroupHandle {
     node: NodeId,
-    submit: mpsc::Sender<Bytes>,
+    groups: Arc<[GroupId]>,
+    submit: mpsc::Sender<(GroupId, Bytes)>,
     control: mpsc::Sender<Control>,
     checkpoints: CheckpointDb,
     fault: Arc<OnceLock<StoreError>>,
-    leader: Arc<AtomicU32>,
+    /// Per group (same order), the believed leader, 0 for none.
+    leaders: Arc<[AtomicU32]>,
     view: watch::Receiver<LeaderView>,
-    live_peers: Arc<AtomicU32>,
+    /// Per group (same order), other members heard from recently.
+    live_peers: Arc<[AtomicU32]>,
 }
 
 impl GroupHandle {
-    /// Queues a command; waits while the queue is full. `Ok` means queued, not yet decided: the
-    /// command appears in a [`Delivered`] once its batch is durable, unless the leader changes
-    /// first (see [`LeaderView`]).
-    pub async fn submit(&self, cmd: Bytes) -> Result<(), GroupError> {
+    /// Queues a command for `group`; waits while the queue is full. `Ok` means queued, not yet
+    /// decided: the command appears in a [`Delivered`] once its batch is durable, unless the
+    /// group's leader changes first (see [`LeaderView`]).
+    pub async fn submit(&self, group: GroupId, cmd: Bytes) -> Result<(), GroupError> {
+        if !self.groups.contains(&group) {
+            return Err(GroupError::NotAMember(group));
+        }
         self.submit
-            .send(cmd)
+            .send((group, cmd))
             .await
             .map_err(|_| self.stopped_error())
     }
 
-    /// Reports that a checkpoint covers every instance <= `up_to` (call after it is saved); the
-    /// acceptors forget those instances once every member has reported as much. Returns once the
-    /// report, and any trim it allowed here, is durable. `up_to` must have been delivered.
-    pub async fn trim(&self, up_to: Instance) -> Result<(), GroupError> {
-        self.call(|done| Control::Trim { up_to, done }).await
+    /// Reports that a checkpoint covers every instance <= `positions[i]` of group i (call after
+    /// it is saved); the acceptors forget those instances once every member has reported as
+    /// much. Returns once the report, and any trim it allowed here, is durable. Each position must
+    /// have been delivered; nothing is recorded unless all are.
+    pub async fn trim(&self, positions: &[Instance]) -> Result<(), GroupError> {
+        self.check_positions(positions)?;
+        let positions = positions.to_vec();
+        self.call(|done| Control::Trim { positions, done }).await
     }
 
-    /// Resumes delivery after instance `at`, whose state the replica installed from another
-    /// member's checkpoint (the decisions up to it were trimmed everywhere).
-    pub async fn install(&self, at: Instance) -> Result<(), GroupError> {
-        self.call(|done| Control::Install { at, done }).await
+    /// Resumes delivery after `positions`, the state the replica installed from another member's
+    /// checkpoint (the decisions up to it were trimmed everywhere). Deliveries not yet taken at or
+    /// below a group's position are dropped.
+    pub async fn install(&self, positions: &[Instance]) -> Result<(), GroupError> {
+        self.check_positions(positions)?;
+        let positions = positions.to_vec();
+        self.call(|done| Control::Install { positions, done }).await
+    }
+
+    fn check_positions(&self, positions: &[Instance]) -> Result<(), GroupError> {
+        if positions.len() != self.groups.len() {
+            return Err(GroupError::Positions {
+                expected: self.groups.len(),
+                got: positions.len(),
+            });
+        }
+        Ok(())
     }
 
     /// Sends a control request and waits for the driver's answer.
@@ -216,22 +299,33 @@ impl GroupHandle {
         &self.checkpoints
     }
 
-    /// True while this node's coordinator leads the group.
-    pub fn is_leader(&self) -> bool {
-        self.leader.load(Ordering::Acquire) == self.node
+    /// The groups of this node, in merge order.
+    pub fn groups(&self) -> &[GroupId] {
+        &self.groups
     }
 
-    /// Other members heard from recently (ZooKeeper's `zk_followers` on a leader).
-    pub fn live_peers(&self) -> u32 {
-        self.live_peers.load(Ordering::Relaxed)
+    fn index(&self, group: GroupId) -> Option<usize> {
+        self.groups.iter().position(|&g| g == group)
     }
 
-    /// The member this node believes leads the group.
-    pub fn leader(&self) -> Option<NodeId> {
-        Some(self.leader.load(Ordering::Acquire)).filter(|&n| n != 0)
+    /// True while this node's coordinator leads `group`.
+    pub fn is_leader(&self, group: GroupId) -> bool {
+        self.leader(group) == Some(self.node)
     }
 
-    /// Watches leader changes and possible losses of submitted commands.
+    /// Other members of `group` heard from recently (ZooKeeper's `zk_followers` on a leader).
+    pub fn live_peers(&self, group: GroupId) -> u32 {
+        self.index(group)
+            .map_or(0, |i| self.live_peers[i].load(Ordering::Relaxed))
+    }
+
+    /// The member this node believes leads `group`.
+    pub fn leader(&self, group: GroupId) -> Option<NodeId> {
+        let i = self.index(group)?;
+        Some(self.leaders[i].load(Ordering::Acquire)).filter(|&n| n != 0)
+    }
+
+    /// Watches leader changes and possible losses of submitted commands, in every group.
     pub fn leader_view(&self) -> watch::Receiver<LeaderView> {
         self.view.clone()
     }
@@ -244,86 +338,100 @@ impl GroupHandle {
     }
 }
 
-/// A running group.
+/// This node's running groups.
 pub struct Group {
     pub handle: GroupHandle,
-    /// Decided batches in instance order; closes when the group stops.
+    /// Decided batches in merged order; closes when the driver stops.
     pub deliveries: mpsc::Receiver<Delivered>,
-    /// Members to fetch a checkpoint from: the decisions this node misses were trimmed.
-    pub state_requests: mpsc::Receiver<NodeId>,
-    /// The driver task; ends with the reason the group stopped.
+    /// A group and a member of it to fetch a checkpoint from: the decisions this node misses in
+    /// that group were trimmed.
+    pub state_requests: mpsc::Receiver<(GroupId, NodeId)>,
+    /// The driver task; ends with the reason it stopped.
     pub task: JoinHandle<Result<(), GroupError>>,
 }
 
-/// Starts this node's part in the group over `storage`: loads its votes, then orders commands;
-/// decided instances after `after` (the instance of the caller's last checkpoint, 0 for none)
-/// are delivered, old ones first. `network` is required when the group has other members.
+/// Starts this node's part in its groups over `storage`: loads its votes, then orders commands.
+/// `after` holds, per group in the order of `options.groups`, the instance of the caller's last
+/// checkpoint (0 for none); it must be a position the merged order reaches. Decided instances
+/// after it are delivered, old ones first, in the merged order. `network` is required when a
+/// group has other members.
 pub async fn start(
     storage: &Storage,
     options: GroupOptions,
-    after: Instance,
+    after: &[Instance],
     network: Option<Network>,
 ) -> Result<Group, GroupError> {
-    options.member.coordinator.validate()?;
-    if options.members.len() > 1 && network.is_none() {
+    options.validate()?;
+    if after.len() != options.groups.len() {
+        return Err(GroupError::Positions {
+            expected: options.groups.len(),
+            got: after.len(),
+        });
+    }
+    if options.groups.iter().any(|g| g.members.len() > 1) && network.is_none() {
         return Err(GroupError::Multicast(multicast::Error::InvalidOptions(
             "a group with several members needs a network",
         )));
     }
-    let group = options.group;
     let node = options.node;
+    let ids = options.group_ids();
     let store = RocksVoteStore::new(storage.votes());
-    let (store, state) = tokio::task::spawn_blocking(move || {
-        let state = store.load(group);
-        (store, state)
+    let load = ids.clone();
+    let (store, states) = tokio::task::spawn_blocking(move || {
+        let states: Result<Vec<_>, StoreError> = load.iter().map(|&g| store.load(g)).collect();
+        (store, states)
     })
     .await
     .map_err(|e| GroupError::Writer(e.to_string()))?;
-    let state = state?;
-    if state.low > after + 1 {
-        return Err(GroupError::CheckpointBehindTrim {
+    let states = states?;
+    for ((&group, state), &after) in ids.iter().zip(&states).zip(after) {
+        if state.low > after + 1 {
+            return Err(GroupError::CheckpointBehindTrim {
+                group,
+                after,
+                low: state.low,
+            });
+        }
+        tracing::info!(
+            group,
+            node,
+            members = ?options.groups.iter().find(|g| g.group == group).map(|g| &g.members),
             after,
-            low: state.low,
-        });
+            low = state.low,
+            highest = ?state.accepted.keys().next_back(),
+            "group starting"
+        );
     }
-    tracing::info!(
-        group,
-        node,
-        members = ?options.members,
-        after,
-        low = state.low,
-        highest = ?state.accepted.keys().next_back(),
-        "group starting"
-    );
     let epoch = Instant::now();
     let mut member = Member::new(
         MemberConfig {
             id: node,
-            groups: vec![GroupSpec {
-                group,
-                members: options.members.clone(),
-            }],
-            next: vec![after + 1],
+            groups: options.groups.clone(),
+            next: after.iter().map(|a| a + 1).collect(),
             options: options.member.clone(),
         },
-        vec![state],
+        states,
         0,
     )?;
-    member.checkpointed(group, after + 1);
+    for (&group, &after) in ids.iter().zip(after) {
+        member.checkpointed(group, after + 1);
+    }
     let (submit_tx, submit_rx) = mpsc::channel(options.submit_capacity.max(1));
     let (control_tx, control_rx) = mpsc::channel(16);
     let (deliver_tx, deliver_rx) = mpsc::channel(options.delivery_capacity.max(1));
     let (view_tx, view_rx) = watch::channel(LeaderView::default());
     let (state_tx, state_rx) = mpsc::channel(4);
     let fault = Arc::new(OnceLock::new());
-    let leader = Arc::new(AtomicU32::new(0));
-    let live_peers = Arc::new(AtomicU32::new(0));
+    let leaders: Arc<[AtomicU32]> = ids.iter().map(|_| AtomicU32::new(0)).collect();
+    let live_peers: Arc<[AtomicU32]> = ids.iter().map(|_| AtomicU32::new(0)).collect();
     let (send, events) = match network {
         Some(n) => (Some(n.send), Some(n.events)),
         None => (None, None),
     };
+    let groups: Arc<[GroupId]> = ids.into();
     let driver = Driver {
         options,
+        groups: groups.clone(),
         member,
         epoch,
         send,
@@ -337,7 +445,7 @@ pub async fn start(
         writing_acks: Vec::new(),
         ready: VecDeque::new(),
         fault: fault.clone(),
-        leader: leader.clone(),
+        leaders: leaders.clone(),
         view: view_tx,
         state: state_tx,
         live_peers: live_peers.clone(),
@@ -346,11 +454,12 @@ pub async fn start(
     Ok(Group {
         handle: GroupHandle {
             node,
+            groups,
             submit: submit_tx,
             control: control_tx,
             checkpoints: storage.checkpoints(),
             fault,
-            leader,
+            leaders,
             view: view_rx,
             live_peers,
         },
@@ -365,9 +474,11 @@ type WriteTask = JoinHandle<(RocksVoteStore, Result<(), StoreError>)>;
 
 /// Invariant: at most one vote write runs; `store` is `None` exactly while it runs. Messages and
 /// deliveries in `pending_*` wait for `pending_votes` (and the running write); those in
-/// `writing_*` wait for the running write only. Deliveries leave in instance order.
+/// `writing_*` wait for the running write only. Deliveries leave in the learner's merged order.
 struct Driver {
     options: GroupOptions,
+    /// The group ids in merge order (the order of positions and of `leaders`, `live_peers`).
+    groups: Arc<[GroupId]>,
     member: Member,
     epoch: Instant,
     send: Option<SendFn>,
@@ -381,10 +492,10 @@ struct Driver {
     writing_acks: Vec<Ack>,
     ready: VecDeque<Delivered>,
     fault: Arc<OnceLock<StoreError>>,
-    leader: Arc<AtomicU32>,
+    leaders: Arc<[AtomicU32]>,
     view: watch::Sender<LeaderView>,
-    state: mpsc::Sender<NodeId>,
-    live_peers: Arc<AtomicU32>,
+    state: mpsc::Sender<(GroupId, NodeId)>,
+    live_peers: Arc<[AtomicU32]>,
 }
 
 fn wall_ms() -> u64 {
@@ -412,12 +523,12 @@ async fn next_event(events: &mut Option<mpsc::Receiver<NetEvent>>) -> Option<Net
 impl Driver {
     async fn run(
         mut self,
-        mut submit_rx: mpsc::Receiver<Bytes>,
+        mut submit_rx: mpsc::Receiver<(GroupId, Bytes)>,
         mut control_rx: mpsc::Receiver<Control>,
         deliver_tx: mpsc::Sender<Delivered>,
         mut events: Option<mpsc::Receiver<NetEvent>>,
     ) -> Result<(), GroupError> {
-        let group = self.options.group;
+        let groups = self.groups.clone();
         let mut ticker = tokio::time::interval(self.options.tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut writing: Option<WriteTask> = None;
@@ -433,12 +544,16 @@ impl Driver {
                 && writing.is_none()
                 && self.pending_votes.is_empty()
                 && self.ready.is_empty()
-                && self.member.is_idle(group)
+                && groups.iter().all(|&g| self.member.is_idle(g))
             {
                 break;
             }
+            // One queue serves every group, so a command is taken only while every group has
+            // room: a group without room (no leader known and many commands waiting, or a full
+            // pipeline) holds up the others until it drains or elects a leader. Room comes back
+            // through ticks and messages only, never through this queue, so that wait ends.
             let room = submit_open
-                && self.member.has_room(group)
+                && groups.iter().all(|&g| self.member.has_room(g))
                 && self.ready.len() < self.options.delivery_capacity;
             tokio::select! {
                 biased;
@@ -455,7 +570,7 @@ impl Driver {
                             self.handle(Outputs { send: after, ..Outputs::default() }, false);
                         }
                         Ok((_, Err(e))) => {
-                            tracing::error!(group, error = %e, "vote write failed; stopping the group");
+                            tracing::error!(?groups, error = %e, "vote write failed; stopping the groups");
                             let _ = self.fault.set(e.clone());
                             for ack in self.writing_acks.drain(..).chain(self.pending_acks.drain(..)) {
                                 let _ = ack.send(Err(GroupError::Store(e.clone())));
@@ -467,7 +582,7 @@ impl Driver {
                 }
                 permit = deliver_tx.reserve(), if !self.ready.is_empty() => {
                     let Ok(permit) = permit else {
-                        tracing::info!(group, "delivery receiver dropped; stopping");
+                        tracing::info!(?groups, "delivery receiver dropped; stopping");
                         return Err(GroupError::Closed);
                     };
                     permit.send(self.ready.pop_front().expect("ready is not empty"));
@@ -481,12 +596,11 @@ impl Driver {
                 ctl = control_rx.recv(), if control_open => match ctl {
                     None => control_open = false,
                     Some(Control::Shutdown) => submit_rx.close(),
-                    Some(Control::Trim { up_to, done }) => self.trim(up_to, done, writing.is_some()),
-                    Some(Control::Install { at, done }) => {
-                        self.ready.retain(|d| d.instance > at);
-                        self.pending_deliveries.retain(|d| d.instance > at);
-                        self.writing_deliveries.retain(|d| d.instance > at);
-                        let _ = done.send(self.member.install(&[at + 1]).map_err(GroupError::from));
+                    Some(Control::Trim { positions, done }) => {
+                        self.trim(&positions, done, writing.is_some())
+                    }
+                    Some(Control::Install { positions, done }) => {
+                        let _ = done.send(self.install(&positions));
                     }
                 },
                 ev = next_event(&mut events) => match ev {
@@ -504,43 +618,61 @@ impl Driver {
                 },
                 cmd = submit_rx.recv(), if room => match cmd {
                     None => submit_open = false,
-                    Some(cmd) => {
-                        let mut cmds = vec![cmd];
-                        while cmds.len() < self.options.member.coordinator.max_batch_commands {
-                            match submit_rx.try_recv() {
-                                Ok(c) => cmds.push(c),
-                                Err(_) => break,
+                    Some(first) => {
+                        // Per group, in queue order; each group's commands are proposed apart.
+                        let mut batches: Vec<Vec<Bytes>> = vec![Vec::new(); groups.len()];
+                        let mut taken = 0;
+                        let mut next = Some(first);
+                        while let Some((g, cmd)) = next.take() {
+                            match groups.iter().position(|&x| x == g) {
+                                Some(i) => batches[i].push(cmd),
+                                None => debug_assert!(false, "submit checks membership"),
+                            }
+                            taken += 1;
+                            if taken < self.options.member.coordinator.max_batch_commands {
+                                next = submit_rx.try_recv().ok();
                             }
                         }
-                        let out = self.member.propose(group, cmds, self.now(), wall_ms());
-                        self.handle(out, writing.is_some());
+                        for (&g, cmds) in groups.iter().zip(batches) {
+                            if !cmds.is_empty() {
+                                let out = self.member.propose(g, cmds, self.now(), wall_ms());
+                                self.handle(out, writing.is_some());
+                            }
+                        }
                     }
                 },
                 _ = ticker.tick() => {
-                    self.live_peers.store(self.member.live_peers(group) as u32, Ordering::Relaxed);
+                    for (peers, &g) in self.live_peers.iter().zip(groups.iter()) {
+                        peers.store(self.member.live_peers(g) as u32, Ordering::Relaxed);
+                    }
                     let out = self.member.tick(self.now(), wall_ms());
                     self.handle(out, writing.is_some());
                 }
             }
         }
-        tracing::info!(group, "group stopped");
+        tracing::info!(?groups, "groups stopped");
         Ok(())
     }
 
     fn on_event(&mut self, ev: NetEvent, write_running: bool) {
-        let group = self.options.group;
         match ev {
             NetEvent::Message { from, msg } => {
                 let out = self.member.step(from, msg, self.now(), wall_ms());
                 self.handle(out, write_running);
             }
-            NetEvent::Up(peer) => tracing::debug!(group, peer, "peer link up"),
+            NetEvent::Up(peer) => tracing::debug!(peer, "peer link up"),
             NetEvent::Down(peer) => {
-                if self.member.leader(group) == Some(peer) {
+                let led: Vec<GroupId> = self
+                    .groups
+                    .iter()
+                    .copied()
+                    .filter(|&g| self.member.leader(g) == Some(peer))
+                    .collect();
+                if !led.is_empty() {
                     tracing::info!(
-                        group,
+                        groups = ?led,
                         peer,
-                        "link to the leader broke; forwarded commands may be lost"
+                        "link to a leader broke; forwarded commands may be lost"
                     );
                     self.bump_epoch();
                 }
@@ -591,6 +723,7 @@ impl Driver {
             self.pending_after.extend(out.send_after_persist);
         }
         let delivered = out.delivered.into_iter().map(|d| Delivered {
+            group: d.group,
             instance: d.instance,
             time_ms: d.value.time_ms,
             commands: d.value.commands.to_vec(),
@@ -600,15 +733,19 @@ impl Driver {
         } else {
             self.ready.extend(delivered);
         }
-        for (_, peer) in out.state_needed {
+        for request in out.state_needed {
             // At most a few requests wait; the replica fetches one checkpoint at a time.
-            let _ = self.state.try_send(peer);
+            let _ = self.state.try_send(request);
         }
         for (group, leader) in out.leader_changes {
-            debug_assert_eq!(group, self.options.group);
-            self.leader.store(leader.unwrap_or(0), Ordering::Release);
+            let Some(i) = self.groups.iter().position(|&g| g == group) else {
+                continue;
+            };
+            self.leaders[i].store(leader.unwrap_or(0), Ordering::Release);
             self.view.send_modify(|v| {
-                v.leader = leader;
+                if i == 0 {
+                    v.leader = leader;
+                }
                 v.epoch += 1;
             });
         }
@@ -663,23 +800,47 @@ impl Driver {
         }))
     }
 
-    fn trim(&mut self, up_to: Instance, done: Ack, write_running: bool) {
-        let group = self.options.group;
-        let next = self
-            .member
-            .next_instance(group)
-            .expect("the member follows this group");
-        if up_to >= next {
-            let _ = done.send(Err(GroupError::TrimBeyondDelivered {
-                up_to,
-                delivered: next - 1,
-            }));
-            return;
+    /// Records a checkpoint at `positions` (one per group) once each is known delivered.
+    fn trim(&mut self, positions: &[Instance], done: Ack, write_running: bool) {
+        debug_assert_eq!(positions.len(), self.groups.len());
+        for (&group, &up_to) in self.groups.iter().zip(positions) {
+            let next = self
+                .member
+                .next_instance(group)
+                .expect("the member follows its groups");
+            if up_to >= next {
+                let _ = done.send(Err(GroupError::TrimBeyondDelivered {
+                    group,
+                    up_to,
+                    delivered: next - 1,
+                }));
+                return;
+            }
         }
-        self.member.checkpointed(group, up_to + 1);
+        for (&group, &up_to) in self.groups.iter().zip(positions) {
+            self.member.checkpointed(group, up_to + 1);
+        }
         let out = self.member.tick(self.now(), wall_ms());
         self.pending_acks.push(done);
         self.handle(out, write_running);
+    }
+
+    /// Moves the learner to `positions` (one per group), dropping the deliveries they cover.
+    fn install(&mut self, positions: &[Instance]) -> Result<(), GroupError> {
+        debug_assert_eq!(positions.len(), self.groups.len());
+        let next: Vec<Instance> = positions.iter().map(|p| p + 1).collect();
+        self.member.install(&next)?;
+        let groups = &self.groups;
+        let after = |d: &Delivered| {
+            groups
+                .iter()
+                .position(|&g| g == d.group)
+                .is_none_or(|i| d.instance > positions[i])
+        };
+        self.ready.retain(after);
+        self.pending_deliveries.retain(after);
+        self.writing_deliveries.retain(after);
+        Ok(())
     }
 }
 
@@ -716,7 +877,7 @@ mod tests {
     async fn concurrent_submitters_get_one_total_order_exactly_once() {
         let dir = tempfile::tempdir().unwrap();
         let storage = Storage::open(dir.path()).unwrap();
-        let mut g = start(&storage, GroupOptions::default(), 0, None)
+        let mut g = start(&storage, GroupOptions::default(), &[0], None)
             .await
             .unwrap();
         const SUBMITTERS: usize = 32;
@@ -727,7 +888,7 @@ mod tests {
             let h = g.handle.clone();
             tasks.push(tokio::spawn(async move {
                 for i in 0..EACH {
-                    h.submit(Bytes::from(format!("{t}:{i}"))).await.unwrap();
+                    h.submit(0, Bytes::from(format!("{t}:{i}"))).await.unwrap();
                 }
             }));
         }
@@ -770,7 +931,7 @@ mod tests {
     async fn closed_loop_submitters_share_fsyncs() {
         let dir = tempfile::tempdir().unwrap();
         let storage = Storage::open(dir.path()).unwrap();
-        let mut g = start(&storage, GroupOptions::default(), 0, None)
+        let mut g = start(&storage, GroupOptions::default(), &[0], None)
             .await
             .unwrap();
         const SUBMITTERS: usize = 32;
@@ -784,7 +945,7 @@ mod tests {
             let h = g.handle.clone();
             tasks.push(tokio::spawn(async move {
                 for i in 0..EACH {
-                    h.submit(Bytes::from(format!("{t}:{i}"))).await.unwrap();
+                    h.submit(0, Bytes::from(format!("{t}:{i}"))).await.unwrap();
                     rx.recv().await.unwrap();
                 }
             }));
@@ -831,7 +992,7 @@ mod tests {
         cmds: &[&str],
     ) -> (Vec<Delivered>, Vec<Delivered>) {
         let storage = Storage::open(dir).unwrap();
-        let mut g = start(&storage, GroupOptions::default(), after, None)
+        let mut g = start(&storage, GroupOptions::default(), &[after], None)
             .await
             .unwrap();
         // Re-deliveries come first; wait until the group is quiet to split them from new ones.
@@ -842,7 +1003,10 @@ mod tests {
             old.push(d);
         }
         for c in cmds {
-            g.handle.submit(Bytes::from(c.to_string())).await.unwrap();
+            g.handle
+                .submit(0, Bytes::from(c.to_string()))
+                .await
+                .unwrap();
         }
         let new = collect(&mut g.deliveries, cmds.len()).await;
         g.handle.shutdown().await;
@@ -893,23 +1057,27 @@ mod tests {
         let last;
         {
             let storage = Storage::open(dir.path()).unwrap();
-            let mut g = start(&storage, GroupOptions::default(), 0, None)
+            let mut g = start(&storage, GroupOptions::default(), &[0], None)
                 .await
                 .unwrap();
             for i in 0..10 {
-                g.handle.submit(Bytes::from(format!("c{i}"))).await.unwrap();
+                g.handle
+                    .submit(0, Bytes::from(format!("c{i}")))
+                    .await
+                    .unwrap();
                 collect(&mut g.deliveries, 1).await;
             }
-            let next = g.handle.trim(1000).await;
+            let next = g.handle.trim(&[1000]).await;
             assert_eq!(
                 next,
                 Err(GroupError::TrimBeyondDelivered {
+                    group: 0,
                     up_to: 1000,
                     delivered: 10
                 })
             );
             g.handle.checkpoints().save(&[6], b"tree").unwrap();
-            g.handle.trim(6).await.unwrap();
+            g.handle.trim(&[6]).await.unwrap();
             last = 10;
             g.handle.shutdown().await;
             while g.deliveries.recv().await.is_some() {}
@@ -918,11 +1086,18 @@ mod tests {
         let storage = Storage::open(dir.path()).unwrap();
         let cp = storage.checkpoints().load_latest().unwrap().unwrap();
         assert_eq!(cp.position, vec![6]);
-        match start(&storage, GroupOptions::default(), 3, None).await {
-            Err(e) => assert_eq!(e, GroupError::CheckpointBehindTrim { after: 3, low: 7 }),
+        match start(&storage, GroupOptions::default(), &[3], None).await {
+            Err(e) => assert_eq!(
+                e,
+                GroupError::CheckpointBehindTrim {
+                    group: 0,
+                    after: 3,
+                    low: 7
+                }
+            ),
             Ok(_) => panic!("a checkpoint older than the trim must be refused"),
         }
-        let mut g = start(&storage, GroupOptions::default(), 6, None)
+        let mut g = start(&storage, GroupOptions::default(), &[6], None)
             .await
             .unwrap();
         let old = collect(&mut g.deliveries, 4).await;
@@ -930,11 +1105,390 @@ mod tests {
             old.iter().map(|d| d.instance).collect::<Vec<_>>(),
             vec![7, 8, 9, 10]
         );
-        g.handle.submit(Bytes::from_static(b"next")).await.unwrap();
+        g.handle
+            .submit(0, Bytes::from_static(b"next"))
+            .await
+            .unwrap();
         let new = collect(&mut g.deliveries, 1).await;
         assert_eq!(new[0].instance, last + 1);
         g.handle.shutdown().await;
         while g.deliveries.recv().await.is_some() {}
         g.task.await.unwrap().unwrap();
+    }
+
+    const G: [GroupId; 2] = [10, 20];
+
+    /// This node alone in groups 10 and 20, merged `m` instances at a time.
+    fn two_groups(m: u64) -> GroupOptions {
+        let specs = G
+            .iter()
+            .map(|&group| GroupSpec {
+                group,
+                members: vec![1],
+            })
+            .collect();
+        let mut opts = GroupOptions::for_groups(1, specs);
+        opts.member.merge_m = m;
+        opts
+    }
+
+    /// Receives `n` deliveries.
+    async fn take(rx: &mut mpsc::Receiver<Delivered>, n: usize) -> Vec<Delivered> {
+        let mut out = Vec::new();
+        while out.len() < n {
+            let d = tokio::time::timeout(Duration::from_secs(20), rx.recv())
+                .await
+                .expect("deliveries stalled")
+                .expect("group stopped early");
+            out.push(d);
+        }
+        out
+    }
+
+    /// `ds` is the start of a merge of `G` from nothing: delivery k comes from group
+    /// `G[(k / m) % 2]`, each group's instances are consecutive from 1 with increasing times.
+    fn check_merged(ds: &[Delivered], m: u64) {
+        let mut next = [1u64; 2];
+        let mut time = [0u64; 2];
+        for (k, d) in ds.iter().enumerate() {
+            let lane = (k as u64 / m % 2) as usize;
+            assert_eq!(
+                d.group, G[lane],
+                "delivery {k} comes from the lane whose turn it is"
+            );
+            assert_eq!(
+                d.instance, next[lane],
+                "delivery {k}: consecutive in its group"
+            );
+            assert!(
+                d.time_ms > time[lane],
+                "delivery {k}: time grows in its group"
+            );
+            next[lane] += 1;
+            time[lane] = d.time_ms;
+        }
+    }
+
+    /// The per-group positions after the deliveries in `ds` (0 where none).
+    fn positions(ds: &[Delivered]) -> Vec<Instance> {
+        G.iter()
+            .map(|&g| {
+                ds.iter()
+                    .filter(|d| d.group == g)
+                    .map(|d| d.instance)
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect()
+    }
+
+    async fn stop(mut g: Group) -> Vec<Delivered> {
+        g.handle.shutdown().await;
+        let mut rest = Vec::new();
+        while let Some(d) = g.deliveries.recv().await {
+            rest.push(d);
+        }
+        assert_eq!(g.task.await.unwrap(), Ok(()));
+        rest
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_groups_merge_round_robin_and_restart_in_the_same_order() {
+        const M: u64 = 2;
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(dir.path()).unwrap();
+        let mut g = start(&storage, two_groups(M), &[0, 0], None).await.unwrap();
+        assert_eq!(g.handle.groups(), &G[..]);
+        let mut tasks = Vec::new();
+        for (&group, (name, n)) in G.iter().zip([("a", 300), ("b", 100)]) {
+            let h = g.handle.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..n {
+                    h.submit(group, Bytes::from(format!("{name}{i}")))
+                        .await
+                        .unwrap();
+                }
+            }));
+        }
+        let mut run1 = collect(&mut g.deliveries, 400).await;
+        for t in tasks {
+            t.await.unwrap();
+        }
+        // Idle groups keep the merge moving with skips.
+        let idle = take(&mut g.deliveries, 10).await;
+        assert!(idle.iter().all(|d| d.commands.is_empty()), "{idle:?}");
+        run1.extend(idle);
+        run1.extend(stop(g).await);
+        check_merged(&run1, M);
+        for (&group, (name, n)) in G.iter().zip([("a", 300), ("b", 100)]) {
+            let mine: Vec<Delivered> = run1.iter().filter(|d| d.group == group).cloned().collect();
+            let expected: Vec<String> = (0..n).map(|i| format!("{name}{i}")).collect();
+            assert_eq!(
+                commands(&mine),
+                expected,
+                "group {group}: each once, in order"
+            );
+        }
+        assert!(
+            run1.iter().any(|d| d.commands.is_empty()),
+            "skips are delivered"
+        );
+        drop(storage);
+
+        // Restart from a checkpoint in the middle of a turn (an odd number of deliveries).
+        let cut = (run1.len() / 2) | 1;
+        let after = positions(&run1[..cut]);
+        let storage = Storage::open(dir.path()).unwrap();
+        let mut g = start(&storage, two_groups(M), &after, None).await.unwrap();
+        let mut run2 = take(&mut g.deliveries, run1.len() - cut + 10).await;
+        assert_eq!(
+            run2[..run1.len() - cut],
+            run1[cut..],
+            "exactly the decided instances after {after:?}, in the same order"
+        );
+        run2.extend(stop(g).await);
+        let mut whole = run1[..cut].to_vec();
+        whole.extend(run2);
+        check_merged(&whole, M);
+    }
+
+    #[tokio::test]
+    async fn trim_and_install_take_one_position_per_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let (run1, checkpoint) = {
+            let storage = Storage::open(dir.path()).unwrap();
+            let mut g = start(&storage, two_groups(1), &[0, 0], None).await.unwrap();
+            // One command per group at a time: at least one instance each.
+            let mut ds = Vec::new();
+            for i in 0..5 {
+                for group in G {
+                    g.handle
+                        .submit(group, Bytes::from(format!("{group}:{i}")))
+                        .await
+                        .unwrap();
+                }
+                ds.extend(collect(&mut g.deliveries, 2).await);
+            }
+            let at = positions(&ds);
+            assert_eq!(
+                g.handle.trim(&[at[0], at[1] + 1000]).await,
+                Err(GroupError::TrimBeyondDelivered {
+                    group: 20,
+                    up_to: at[1] + 1000,
+                    delivered: at[1],
+                })
+            );
+            // A checkpoint in the middle of a turn: group 10 one instance ahead of group 20.
+            let cut = (ds.len() / 2) | 1;
+            let checkpoint = positions(&ds[..cut]);
+            assert_eq!(checkpoint[0], checkpoint[1] + 1);
+            g.handle.trim(&checkpoint).await.unwrap();
+            ds.extend(stop(g).await);
+            check_merged(&ds, 1);
+            (ds, checkpoint)
+        };
+        let storage = Storage::open(dir.path()).unwrap();
+        for (after, group) in [([0, 0], 10), ([checkpoint[0], 0], 20)] {
+            match start(&storage, two_groups(1), &after, None).await {
+                Err(e) => assert_eq!(
+                    e,
+                    GroupError::CheckpointBehindTrim {
+                        group,
+                        after: 0,
+                        low: checkpoint[G.iter().position(|&x| x == group).unwrap()] + 1
+                    }
+                ),
+                Ok(_) => panic!("a checkpoint older than the trim must be refused"),
+            }
+        }
+        let mut g = start(&storage, two_groups(1), &checkpoint, None)
+            .await
+            .unwrap();
+        let covered = (checkpoint[0] + checkpoint[1]) as usize;
+        let old = take(&mut g.deliveries, run1.len() - covered).await;
+        assert_eq!(old[..], run1[covered..], "the log after the trim is kept");
+
+        // Install a checkpoint ahead of everything delivered: delivery resumes after it, at the
+        // turn of the group whose position is behind (or of the first group).
+        let ahead = [checkpoint[0] + 20, checkpoint[1] + 20];
+        g.handle.install(&ahead).await.unwrap();
+        let mut resumed = Vec::new();
+        while resumed.len() < 6 {
+            let d = take(&mut g.deliveries, 1).await.remove(0);
+            let lane = G.iter().position(|&x| x == d.group).unwrap();
+            if d.instance > ahead[lane] {
+                resumed.push((d.group, d.instance));
+            }
+        }
+        let (a, b) = (ahead[0], ahead[1]);
+        assert_eq!(
+            resumed,
+            vec![
+                (20, b + 1),
+                (10, a + 1),
+                (20, b + 2),
+                (10, a + 2),
+                (20, b + 3),
+                (10, a + 3)
+            ]
+        );
+        assert_eq!(
+            g.handle.install(&[a + 10, b]).await,
+            Err(GroupError::Multicast(multicast::Error::InvalidPosition(
+                "not a round-robin merge position"
+            )))
+        );
+        stop(g).await;
+    }
+
+    #[tokio::test]
+    async fn wrong_groups_and_position_counts_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(dir.path()).unwrap();
+        for after in [&[0][..], &[0, 0, 0]] {
+            match start(&storage, two_groups(1), after, None).await {
+                Err(e) => assert_eq!(
+                    e,
+                    GroupError::Positions {
+                        expected: 2,
+                        got: after.len()
+                    }
+                ),
+                Ok(_) => panic!("{after:?} is not one position per group"),
+            }
+        }
+        let mut no_skips = two_groups(1);
+        no_skips.member.coordinator.skip_after_ticks = None;
+        assert!(matches!(
+            start(&storage, no_skips, &[0, 0], None).await,
+            Err(GroupError::Multicast(multicast::Error::InvalidOptions(_)))
+        ));
+        let mut twice = two_groups(1);
+        twice.groups[1].group = G[0];
+        assert!(matches!(
+            start(&storage, twice, &[0, 0], None).await,
+            Err(GroupError::Multicast(multicast::Error::InvalidOptions(_)))
+        ));
+        assert!(matches!(
+            start(&storage, two_groups(1), &[3, 0], None).await,
+            Err(GroupError::Multicast(multicast::Error::InvalidPosition(_)))
+        ));
+        assert!(
+            GroupOptions::default()
+                .member
+                .coordinator
+                .skip_after_ticks
+                .is_none(),
+            "one group stays silent when idle"
+        );
+
+        let g = start(&storage, two_groups(1), &[0, 0], None).await.unwrap();
+        assert_eq!(
+            g.handle.submit(99, Bytes::from_static(b"x")).await,
+            Err(GroupError::NotAMember(99))
+        );
+        let wrong = Err(GroupError::Positions {
+            expected: 2,
+            got: 1,
+        });
+        assert_eq!(g.handle.trim(&[0]).await, wrong);
+        assert_eq!(g.handle.install(&[0]).await, wrong);
+        assert!(!g.handle.is_leader(99));
+        assert_eq!(g.handle.leader(99), None);
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while !(g.handle.is_leader(10) && g.handle.is_leader(20)) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("a single member leads both its groups");
+        assert_eq!(g.handle.leader_view().borrow().leader, Some(1));
+        assert!(
+            g.handle.leader_view().borrow().epoch >= 2,
+            "one change per group"
+        );
+        stop(g).await;
+    }
+
+    /// Three nodes, each a member of groups 10 and 20, over an in-process network: every node
+    /// delivers the same merged sequence, with commands forwarded to each group's leader.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn three_nodes_in_two_groups_deliver_one_merged_order() {
+        const NODES: [NodeId; 3] = [1, 2, 3];
+        let dirs: Vec<_> = NODES.iter().map(|_| tempfile::tempdir().unwrap()).collect();
+        let (txs, rxs): (Vec<_>, Vec<_>) = NODES.iter().map(|_| mpsc::channel(4096)).unzip();
+        let txs: Arc<Vec<mpsc::Sender<NetEvent>>> = Arc::new(txs);
+        let mut nodes = Vec::new();
+        for ((&id, dir), events) in NODES.iter().zip(&dirs).zip(rxs) {
+            let specs = G
+                .iter()
+                .map(|&group| GroupSpec {
+                    group,
+                    members: NODES.to_vec(),
+                })
+                .collect();
+            let opts = GroupOptions::for_groups(id, specs);
+            let peers = txs.clone();
+            let send: SendFn = Box::new(move |to, msg| {
+                peers[(to - 1) as usize]
+                    .try_send(NetEvent::Message {
+                        from: id,
+                        msg: msg.clone(),
+                    })
+                    .is_ok()
+            });
+            let storage = Storage::open(dir.path()).unwrap();
+            let g = start(&storage, opts, &[0, 0], Some(Network { send, events }))
+                .await
+                .unwrap();
+            nodes.push((storage, g));
+        }
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while !nodes
+                .iter()
+                .all(|(_, n)| G.iter().all(|&g| n.handle.leader(g).is_some()))
+            {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("every node knows both leaders");
+        const EACH: usize = 100;
+        let mut tasks = Vec::new();
+        for (k, (_, n)) in nodes.iter().enumerate() {
+            for group in G {
+                let h = n.handle.clone();
+                tasks.push(tokio::spawn(async move {
+                    for i in 0..EACH {
+                        h.submit(group, Bytes::from(format!("{k}/{group}/{i}")))
+                            .await
+                            .unwrap();
+                    }
+                }));
+            }
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let total = NODES.len() * G.len() * EACH;
+        let mut sequences = Vec::new();
+        for (_, n) in nodes.iter_mut() {
+            sequences.push(collect(&mut n.deliveries, total).await);
+        }
+        check_merged(&sequences[0], 1);
+        for (k, s) in sequences.iter().enumerate().skip(1) {
+            assert_eq!(s, &sequences[0], "node {} agrees with node 1", NODES[k]);
+        }
+        let seen: HashSet<String> = commands(&sequences[0]).into_iter().collect();
+        assert_eq!(seen.len(), total, "every command exactly once");
+        for d in &sequences[0] {
+            for c in commands(std::slice::from_ref(d)) {
+                let group: GroupId = c.split('/').nth(1).unwrap().parse().unwrap();
+                assert_eq!(group, d.group, "{c} ordered in its own group");
+            }
+        }
+        for (_, n) in nodes {
+            stop(n).await;
+        }
     }
 }

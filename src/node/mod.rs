@@ -2,12 +2,25 @@
 //! on the ZooKeeper service ([`replica`]), and the session tracker, and hands the client front end
 //! a [`Node`] handle. This is the only layer that does I/O for them (tokio tasks, RocksDB).
 //!
-//! A node is one replica of one partition: one Paxos group whose members are the cluster's servers
-//! (just this one when standalone), every member also a client front end.
+//! A node is one replica of one partition and a client front end for the whole tree. With one
+//! partition it belongs to one Paxos group whose members are the cluster's servers (just this one
+//! when standalone). With k partitions ([`layout`]) it belongs to its partition's group and the
+//! global group; a command for a group it is not a member of goes to a member over the peer port,
+//! and the replicas that execute it send its reply and notifications back ([`cluster::PeerFrame::Outcomes`]).
+//!
+//! Front-end invariants (DESIGN.md "Client-facing guarantees"):
+//! - A reply to a multi-partition command is handed to the connection once every partition of its
+//!   destination has answered (each one's notifications before it), so the client sees every event
+//!   the command triggered before its reply.
+//! - Outcomes of a partition are taken in its execution order, each once, from whichever replica
+//!   sends it first (a watermark per partition on the entries' `seq`).
+//! - When requests in flight may have been lost (a leader change, a broken link), connections
+//!   with requests outstanding are closed so their clients reconnect, as ZooKeeper's followers do.
 
 pub mod cluster;
 pub mod command;
 pub mod group;
+pub mod layout;
 pub mod metrics;
 pub mod replica;
 pub mod sessions;
@@ -18,6 +31,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use protocol::{Response, WatcherEvent};
 use sha1::{Digest, Sha1};
 use tokio::sync::mpsc;
@@ -25,7 +39,11 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::zk::{self, Command, SessionId, Zk};
+use crate::multicast::GroupId;
+use crate::ssmr::{dest_of, PartitionId};
+use cluster::{FrontInput, OutcomeItem, PeerFrame};
 use group::{GroupError, GroupHandle, GroupOptions};
+use layout::Layout;
 use metrics::NodeMetrics;
 use sessions::SessionTracker;
 
@@ -43,6 +61,13 @@ pub enum Outbound {
         response: Option<Response>,
     },
     Notification(WatcherEvent),
+    /// A reply executed on another server: `body` is the encoded response (empty for none).
+    Encoded {
+        xid: i32,
+        zxid: i64,
+        err: i32,
+        body: Bytes,
+    },
     /// The session was closed or expired: write what is queued, then close the connection.
     Close,
     /// Requests this connection submitted may have been lost (the group's leader changed): if any
@@ -70,6 +95,8 @@ pub enum NodeError {
     Snapshot(String),
     #[error("cluster: {0}")]
     Cluster(#[from] cluster::ClusterError),
+    #[error("no link to any server of partition {0}")]
+    Unreachable(PartitionId),
 }
 
 /// Handle to the node, shared by every connection. Cheap to clone.
@@ -93,6 +120,17 @@ struct Inner {
     metrics: Arc<NodeMetrics>,
     /// Read-only looks at the replica's state, run by the executor between two commands.
     inspect: mpsc::Sender<Inspection>,
+    layout: Layout,
+    /// Replies to multi-partition commands waiting for the other partitions, by connection and
+    /// xid.
+    collecting: Mutex<HashMap<u64, HashMap<i32, Collecting>>>,
+}
+
+/// A multi-partition command's reply still owed by some partitions.
+#[derive(Debug)]
+struct Collecting {
+    remaining: usize,
+    close: bool,
 }
 
 /// A read-only function of the replica's state, run on the executor.
@@ -105,15 +143,141 @@ impl Node {
     /// Submits a command for ordering on behalf of connection `conn` (0 for the node's own). Its
     /// reply reaches that connection once executed, if the session is still routed to it.
     pub async fn submit(&self, cmd: &Command, conn: u64) -> Result<(), NodeError> {
+        let layout = &self.inner.layout;
         let origin = command::Origin {
-            server: self.server_id(),
+            server: layout.me,
             conn,
         };
-        self.inner
-            .group
-            .submit(command::encode(cmd, origin))
-            .await?;
-        Ok(())
+        let dest = dest_of(cmd, layout.partitions);
+        let group = layout.group_for(&dest);
+        if dest.len() > 1 && conn != 0 && cmd.xid != INTERNAL_XID {
+            self.inner
+                .collecting
+                .lock()
+                .expect("collecting poisoned")
+                .entry(conn)
+                .or_default()
+                .insert(
+                    cmd.xid,
+                    Collecting {
+                        remaining: dest.len(),
+                        close: false,
+                    },
+                );
+        }
+        let bytes = command::encode(cmd, origin);
+        if layout.is_member(group) {
+            self.inner.group.submit(group, bytes).await?;
+            return Ok(());
+        }
+        let peers = self
+            .inner
+            .peers
+            .get()
+            .ok_or(NodeError::Unreachable(group))?;
+        let frame = PeerFrame::Submit {
+            group,
+            command: bytes,
+        }
+        .encode();
+        // The replica of the same rank first, then the others: front ends spread over them.
+        let replicas = layout.replicas(group);
+        let rank = layout.me as usize % replicas.len().max(1);
+        for i in 0..replicas.len() {
+            let to = replicas[(rank + i) % replicas.len()];
+            if peers.is_connected(to) {
+                return peers
+                    .send_wait(to, frame)
+                    .await
+                    .map_err(|_| NodeError::Unreachable(group));
+            }
+        }
+        Err(NodeError::Unreachable(group))
+    }
+
+    /// The group a command of a session is ordered in: a session's requests to different groups
+    /// must not overlap, or they could take effect out of order.
+    pub fn group_of(&self, cmd: &Command) -> GroupId {
+        let layout = &self.inner.layout;
+        layout.group_for(&dest_of(cmd, layout.partitions))
+    }
+
+    /// True when the tree is split over several partitions.
+    pub fn partitioned(&self) -> bool {
+        self.inner.layout.partitions > 1
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.inner.layout
+    }
+
+    /// Hands the reply to request `xid` of connection `conn` (executed on this server or another)
+    /// to the connection, once every partition of a multi-partition command has answered. With
+    /// `close`, the session was closed: its route goes and its connection closes after the reply.
+    fn deliver_reply(&self, conn: u64, session: SessionId, xid: i32, reply: Outbound, close: bool) {
+        let mut close = close;
+        {
+            let mut all = self.inner.collecting.lock().expect("collecting poisoned");
+            if let Some(per) = all.get_mut(&conn) {
+                if let Some(c) = per.get_mut(&xid) {
+                    c.remaining -= 1;
+                    c.close |= close;
+                    if c.remaining > 0 {
+                        return;
+                    }
+                    close = c.close;
+                    per.remove(&xid);
+                    if per.is_empty() {
+                        all.remove(&conn);
+                    }
+                }
+            }
+        }
+        let mut routes = self.inner.routes.lock().expect("routes poisoned");
+        let Some(route) = routes.get(&session).filter(|r| r.conn == conn).cloned() else {
+            return;
+        };
+        let _ = route.tx.send(reply);
+        if close {
+            routes.remove(&session);
+            let _ = route.tx.send(Outbound::Close);
+        }
+    }
+
+    /// Closes the session's connection on this server, unless it is `except` (the connection
+    /// that asked for the close, which closes after its reply).
+    fn close_route(&self, session: SessionId, except: Option<u64>) {
+        let mut routes = self.inner.routes.lock().expect("routes poisoned");
+        if routes
+            .get(&session)
+            .is_some_and(|r| Some(r.conn) != except)
+        {
+            if let Some(route) = routes.remove(&session) {
+                let _ = route.tx.send(Outbound::Close);
+            }
+        }
+    }
+
+    /// Hands a notification to the session's connection on this server, if it has one.
+    fn notify(&self, session: SessionId, event: WatcherEvent) {
+        if let Some(route) = self.route(session) {
+            let _ = route.tx.send(Outbound::Notification(event));
+        }
+    }
+
+    /// Tells every connection to reconnect if requests it has in flight may have been lost.
+    fn reconnect_all(&self) {
+        let routes: Vec<Route> = self
+            .inner
+            .routes
+            .lock()
+            .expect("routes poisoned")
+            .values()
+            .cloned()
+            .collect();
+        for r in routes {
+            let _ = r.tx.send(Outbound::Reconnect);
+        }
     }
 
     /// Routes the session's output to this connection; returns the route it replaced, if any.
@@ -124,10 +288,17 @@ impl Node {
 
     /// Stops routing to `conn` (when its connection ends), unless another connection took over.
     pub fn detach(&self, session: SessionId, conn: u64) {
-        let mut routes = self.inner.routes.lock().expect("routes poisoned");
-        if routes.get(&session).is_some_and(|r| r.conn == conn) {
-            routes.remove(&session);
+        {
+            let mut routes = self.inner.routes.lock().expect("routes poisoned");
+            if routes.get(&session).is_some_and(|r| r.conn == conn) {
+                routes.remove(&session);
+            }
         }
+        self.inner
+            .collecting
+            .lock()
+            .expect("collecting poisoned")
+            .remove(&conn);
     }
 
     fn route(&self, session: SessionId) -> Option<Route> {
@@ -139,13 +310,6 @@ impl Node {
             .cloned()
     }
 
-    fn remove_route(&self, session: SessionId) -> Option<Route> {
-        self.inner
-            .routes
-            .lock()
-            .expect("routes poisoned")
-            .remove(&session)
-    }
 
     /// A session id that no other session of this node's history has: ZooKeeper's scheme, the
     /// server id in the top byte and the start time in the next bits, then a counter.
@@ -171,7 +335,8 @@ impl Node {
 
     /// ZooKeeper's server state words: `standalone`, or `leader` / `follower` in a cluster.
     pub fn mode(&self) -> &'static str {
-        match (&self.inner.cluster, self.inner.group.is_leader()) {
+        let global = self.inner.layout.global_group();
+        match (&self.inner.cluster, self.inner.group.is_leader(global)) {
             (None, _) => "standalone",
             (Some(_), true) => "leader",
             (Some(_), false) => "follower",
@@ -189,7 +354,8 @@ impl Node {
 
     /// On a leader, the followers heard from recently (ZooKeeper's `zk_followers`).
     pub fn followers(&self) -> Option<u32> {
-        (self.mode() == "leader").then(|| self.inner.group.live_peers())
+        let global = self.inner.layout.global_group();
+        (self.mode() == "leader").then(|| self.inner.group.live_peers(global))
     }
 
     /// This server's id (`myid`), 0 when standalone.
@@ -217,19 +383,93 @@ impl Node {
     }
 }
 
-/// Tells every connection to reconnect if its requests may have been lost.
+/// Tells every connection to reconnect if its requests may have been lost, and, when partitioned,
+/// the other servers too (they may have submitted commands through this one).
 async fn watch_leader(node: Node, mut view: tokio::sync::watch::Receiver<group::LeaderView>) {
     while view.changed().await.is_ok() {
-        let routes: Vec<Route> = node
-            .inner
-            .routes
-            .lock()
-            .expect("routes poisoned")
-            .values()
-            .cloned()
-            .collect();
-        for r in routes {
-            let _ = r.tx.send(Outbound::Reconnect);
+        node.reconnect_all();
+        if node.partitioned() {
+            if let Some(peers) = node.inner.peers.get() {
+                let frame = PeerFrame::Lost {
+                    group: node.inner.layout.partition(),
+                }
+                .encode();
+                for to in node.inner.layout.others() {
+                    peers.send(to, frame.clone());
+                }
+            }
+        }
+    }
+}
+
+/// Takes what other servers' replicas executed for this server's sessions.
+///
+/// Invariant: `watermark[p]` is the highest `seq` taken from partition `p`; an entry at or below
+/// it is a copy already taken from another replica.
+async fn front_end(node: Node, mut inbox: mpsc::UnboundedReceiver<FrontInput>) {
+    let mut watermark: HashMap<PartitionId, u64> = HashMap::new();
+    while let Some(input) = inbox.recv().await {
+        match input {
+            FrontInput::Outcomes {
+                from,
+                partition,
+                entries,
+            } => {
+                if node.inner.layout.partition_of(from) != Some(partition) {
+                    tracing::warn!(from, partition, "outcomes from a server of another partition dropped");
+                    continue;
+                }
+                let mark = watermark.entry(partition).or_insert(0);
+                for entry in entries {
+                    if entry.seq <= *mark {
+                        continue;
+                    }
+                    *mark = entry.seq;
+                    for item in entry.items {
+                        match item {
+                            OutcomeItem::Notify { session, event } => node.notify(session, event),
+                            OutcomeItem::Reply {
+                                conn,
+                                session,
+                                xid,
+                                zxid,
+                                err,
+                                body,
+                                close,
+                            } => node.deliver_reply(
+                                conn,
+                                session,
+                                xid,
+                                Outbound::Encoded {
+                                    xid,
+                                    zxid,
+                                    err,
+                                    body,
+                                },
+                                close,
+                            ),
+                        }
+                    }
+                }
+            }
+            FrontInput::Lost { from } => {
+                if node.partitioned() {
+                    tracing::debug!(from, "requests in flight may be lost; reconnecting busy connections");
+                    node.reconnect_all();
+                }
+            }
+        }
+    }
+}
+
+/// Orders the commands other front ends sent this server for its groups, in arrival order.
+async fn relay_submits(group: GroupHandle, mut inbox: mpsc::UnboundedReceiver<(GroupId, Bytes)>) {
+    while let Some((g, command)) = inbox.recv().await {
+        if let Err(e) = group.submit(g, command).await {
+            tracing::warn!(group = g, error = %e, "cannot order a command from another server");
+            if matches!(e, GroupError::Closed | GroupError::Store(_)) {
+                break;
+            }
         }
     }
 }
@@ -248,13 +488,7 @@ async fn report_sessions(node: Node, peers: crate::peer::Peers, every: Duration)
             .copied()
             .collect();
         let frame = cluster::PeerFrame::SessionsAlive(ids).encode();
-        let others: Vec<u32> = node
-            .inner
-            .cluster
-            .as_ref()
-            .map(|c| c.members.keys().copied().filter(|&m| m != c.id).collect())
-            .unwrap_or_default();
-        for m in others {
+        for m in node.inner.layout.others() {
             peers.send(m, frame.clone());
         }
     }
@@ -287,30 +521,55 @@ pub async fn start(cfg: &Config) -> Result<Started, NodeError> {
         super_digest: cfg.super_digest.clone(),
         ..zk::Options::default()
     };
+    let spec = cluster::ClusterSpec::from_config(cfg)?;
+    let layout = match &spec {
+        Some(spec) => Layout::new(spec.id, &spec.member_ids(), cfg.partitions),
+        None => Layout::standalone(),
+    };
+    let groups = layout.groups();
     let checkpoints = storage.checkpoints();
     let latest = tokio::task::spawn_blocking(move || checkpoints.load_latest())
         .await
         .map_err(|e| NodeError::Snapshot(e.to_string()))??;
-    let (zk, after) = match latest {
+    let (zk, saved, after) = match latest {
         Some(cp) => {
-            let zk = Zk::restore(&cp.data, zk_opts.clone())
-                .map_err(|e| NodeError::Snapshot(e.to_string()))?;
-            (zk, cp.position.first().copied().unwrap_or(0))
+            let (saved, zk) = replica::Saved::decode(&cp.data, &zk_opts)?;
+            if cp.position.len() != groups.len()
+                || saved.partitions != layout.partitions
+                || saved.partition != layout.partition()
+            {
+                return Err(NodeError::Snapshot(format!(
+                    "the checkpoint in {} was taken as partition {} of {} with {} group(s); this server is partition {} of {}: the partition layout cannot change",
+                    cfg.data_dir.display(),
+                    saved.partition,
+                    saved.partitions,
+                    cp.position.len(),
+                    layout.partition(),
+                    layout.partitions
+                )));
+            }
+            (zk, saved, cp.position)
         }
-        None => (Zk::new(zk_opts.clone()), 0),
+        None => {
+            let zk = Zk::new(zk_opts.clone());
+            let saved = replica::Saved {
+                partition: layout.partition(),
+                partitions: layout.partitions,
+                ..replica::Saved::default()
+            };
+            (zk, saved, vec![0; groups.len()])
+        }
     };
     let metrics = Arc::new(NodeMetrics::default());
-    let spec = cluster::ClusterSpec::from_config(cfg)?;
     let tracker = Arc::new(SessionTracker::default());
-    let mut group_opts = GroupOptions {
-        metrics: Some(metrics.clone()),
-        ..GroupOptions::default()
-    };
+    let mut group_opts = GroupOptions::for_groups(layout.me, groups);
+    group_opts.metrics = Some(metrics.clone());
     let mut link = None;
     let (installs_tx, installs_rx) = mpsc::channel(4);
+    let (submits_tx, submits_rx) = mpsc::unbounded_channel();
+    let (replica_tx, replica_rx) = mpsc::unbounded_channel();
+    let (front_tx, front_rx) = mpsc::unbounded_channel();
     if let Some(spec) = &spec {
-        group_opts.node = spec.id;
-        group_opts.members = spec.member_ids();
         group_opts.member.heartbeat_ms = (cfg.tick_time_ms as u64 / 10).clamp(10, 200);
         group_opts.member.election_ms = (group_opts.member.heartbeat_ms * 10).max(500);
         group_opts.member.catch_up_ms = group_opts.member.heartbeat_ms * 2;
@@ -319,16 +578,21 @@ pub async fn start(cfg: &Config) -> Result<Started, NodeError> {
             tracker.clone(),
             storage.checkpoints(),
             installs_tx.clone(),
+            cluster::Inboxes {
+                submits: submits_tx,
+                replica: replica_tx,
+                front: front_tx,
+            },
         )
         .await?;
-        tracing::info!(id = spec.id, members = ?spec.members, "cluster member starting");
+        tracing::info!(id = spec.id, members = ?spec.members, partition = layout.partition(), partitions = layout.partitions, "cluster member starting");
         link = Some(l);
     }
     let (peers, network) = match link {
         Some(l) => (Some(l.peers), Some(l.network)),
         None => (None, None),
     };
-    let group = group::start(&storage, group_opts, after, network).await?;
+    let group = group::start(&storage, group_opts, &after, network).await?;
     let (inspect_tx, inspect_rx) = mpsc::channel(INSPECT_CAPACITY);
     // Every server derives the same passwords, so a session resumes on any of them (and after a
     // restart), as ZooKeeper's are derived from a fixed secret.
@@ -349,14 +613,18 @@ pub async fn start(cfg: &Config) -> Result<Started, NodeError> {
             tracker,
             cluster: spec,
             peers: std::sync::OnceLock::new(),
-            last_zxid: AtomicI64::new(zk.last_zxid()),
+            last_zxid: AtomicI64::new(saved.clock),
             next_session: AtomicI64::new(first_session_id(server_id, wall_ms())),
             secret,
             metrics,
             inspect: inspect_tx,
+            layout,
+            collecting: Mutex::new(HashMap::new()),
         }),
     };
     tokio::spawn(watch_leader(node.clone(), group.handle.leader_view()));
+    tokio::spawn(front_end(node.clone(), front_rx));
+    tokio::spawn(relay_submits(group.handle.clone(), submits_rx));
     if let Some(peers) = &peers {
         let _ = node.inner.peers.set(peers.clone());
     }
@@ -368,13 +636,14 @@ pub async fn start(cfg: &Config) -> Result<Started, NodeError> {
     for (id, timeout) in zk.sessions() {
         node.inner.tracker.add(id, timeout, now);
     }
-    let replica = replica::Replica::new(zk, node.clone(), after, cfg.snap_count);
+    let replica = replica::Replica::new(zk, saved, node.clone(), after, cfg.snap_count);
     let expiry_every = Duration::from_millis((cfg.tick_time_ms / 2).max(1) as u64);
     let containers_every = Duration::from_millis(cfg.container_check_interval_ms.max(1));
     let task = tokio::spawn(replica.run(
         group,
         inspect_rx,
         installs_rx,
+        replica_rx,
         expiry_every,
         containers_every,
     ));

@@ -1,42 +1,198 @@
-//! The replica: executes ordered commands one at a time on the ZooKeeper service and routes each
-//! reply, after the watch notifications the command triggered, to the session's connection.
+//! The replica: this server's copy of its partition. It executes the commands its groups deliver,
+//! in the merged order, on an S-SMR [`Executor`] over the ZooKeeper service, exchanges signals
+//! with the other partitions' replicas, and routes each command's reply and notifications to the
+//! front end that holds the session: this server's connections directly, another server's in
+//! [`PeerFrame::Outcomes`].
 //!
-//! Invariant: commands execute in delivery order, and for every session its notifications are
-//! queued before the reply of any later command, so a client sees an event before any reply that
-//! reflects the change (ZooKeeper's watch guarantee). The executor never awaits network I/O.
+//! Invariants:
+//! - Commands execute in delivery order; for every session its notifications are handed on before
+//!   the reply of any later command (ZooKeeper's watch guarantee). The executor never awaits I/O.
+//! - What a replica sends to another front end is a function of the executed commands alone (the
+//!   session-to-front-end table is replicated state, saved in checkpoints), so every replica of a
+//!   partition sends the same entries with the same `seq`; a front end that is itself a replica of
+//!   the partition is served by its own replica only.
+//! - A checkpoint is taken only when no delivered command waits in the executor, so its position
+//!   (the last instance of each group) and its state agree.
 
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use protocol::ErrorCode;
+use bytes::{Buf, BufMut, BytesMut};
+use protocol::{Encode, ErrorCode};
+use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 
+use super::cluster::{OutcomeEntry, OutcomeItem, PeerFrame, ReplicaInput};
 use super::group::{Delivered, Group};
+use super::layout::Layout;
 use super::{command, wall_ms, Inspection, Node, NodeError, Outbound, INTERNAL_XID};
-use crate::multicast::Instance;
-use crate::zk::{Command, Op, Zk};
-use tokio::sync::mpsc;
+use crate::multicast::{GroupId, Instance, NodeId};
+use crate::ssmr::{CmdId, Executed, Executor, Signal, SignalOut, Step, ZkService};
+use crate::zk::{Applied, Command, Op, SessionId, Zk};
 
 /// How long a replica waits for a requested checkpoint before asking again.
 const STATE_TRANSFER_PATIENCE: Duration = Duration::from_secs(5);
+/// How long a multi-partition command may wait for a signal before it is asked for again.
+const SIGNAL_PATIENCE: Duration = Duration::from_millis(300);
+/// Bits of an outcome `seq` that hold the command's index in its batch.
+const SEQ_INDEX_BITS: u32 = 20;
+
+/// What the replica keeps of a queued command until it executes.
+#[derive(Debug)]
+struct Queued {
+    id: CmdId,
+    origin: command::Origin,
+    session: SessionId,
+    xid: i32,
+    /// The timeout of a createSession.
+    create: Option<i32>,
+    close: bool,
+    seq: u64,
+}
+
+/// The state a checkpoint holds besides the tree.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Saved {
+    pub partition: u32,
+    pub partitions: u32,
+    pub clock: i64,
+    pub last_multi: Option<CmdId>,
+    pub session_servers: BTreeMap<SessionId, NodeId>,
+    pub tree: Vec<u8>,
+}
+
+const CHECKPOINT_MAGIC: &[u8; 8] = b"VLRYCP2\0";
+
+impl Saved {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = BytesMut::with_capacity(64 + 12 * self.session_servers.len() + self.tree.len());
+        b.put_slice(CHECKPOINT_MAGIC);
+        b.put_u32(self.partition);
+        b.put_u32(self.partitions);
+        b.put_i64(self.clock);
+        match self.last_multi {
+            None => b.put_u8(0),
+            Some(c) => {
+                b.put_u8(1);
+                b.put_u32(c.group);
+                b.put_u64(c.instance);
+                b.put_u32(c.index);
+            }
+        }
+        b.put_u32(self.session_servers.len() as u32);
+        for (s, n) in &self.session_servers {
+            b.put_i64(*s);
+            b.put_u32(*n);
+        }
+        b.put_slice(&self.tree);
+        b.to_vec()
+    }
+
+    /// Decodes a checkpoint; one without the header is a single partition's bare tree (the format
+    /// before partitions), whose clock is the tree's last zxid.
+    pub fn decode(data: &[u8], opts: &crate::zk::Options) -> Result<(Saved, Zk), NodeError> {
+        let bad = |why: &str| NodeError::Snapshot(format!("checkpoint: {why}"));
+        let restore =
+            |tree: &[u8]| Zk::restore(tree, opts.clone()).map_err(|e| bad(&e.to_string()));
+        let Some(mut b) = data.strip_prefix(CHECKPOINT_MAGIC.as_slice()) else {
+            let zk = restore(data)?;
+            let saved = Saved {
+                partition: 0,
+                partitions: 1,
+                clock: zk.last_zxid(),
+                ..Saved::default()
+            };
+            return Ok((saved, zk));
+        };
+        let need = |b: &[u8], n: usize| {
+            if b.len() < n {
+                Err(bad("truncated"))
+            } else {
+                Ok(())
+            }
+        };
+        need(b, 17)?;
+        let partition = b.get_u32();
+        let partitions = b.get_u32();
+        let clock = b.get_i64();
+        let last_multi = match b.get_u8() {
+            0 => None,
+            1 => {
+                need(b, 16)?;
+                Some(CmdId::new(b.get_u32(), b.get_u64(), b.get_u32()))
+            }
+            _ => return Err(bad("bad flag")),
+        };
+        need(b, 4)?;
+        let n = b.get_u32() as usize;
+        need(b, n.saturating_mul(12))?;
+        let session_servers = (0..n).map(|_| (b.get_i64(), b.get_u32())).collect();
+        let zk = restore(b)?;
+        Ok((
+            Saved {
+                partition,
+                partitions,
+                clock,
+                last_multi,
+                session_servers,
+                tree: Vec::new(),
+            },
+            zk,
+        ))
+    }
+}
 
 pub struct Replica {
-    zk: Zk,
+    exec: Executor<ZkService>,
     node: Node,
-    /// The last instance executed.
-    instance: Instance,
+    layout: Layout,
+    /// This server's groups, in merge order.
+    groups: Vec<GroupId>,
+    /// Per group, the last instance delivered.
+    positions: Vec<Instance>,
+    queued: VecDeque<Queued>,
+    /// The front end each live session last sent a command through.
+    session_servers: BTreeMap<SessionId, NodeId>,
     since_checkpoint: u64,
     snap_count: u64,
+    /// The multi-partition command seen waiting for signals, and since when.
+    stuck: Option<(CmdId, Instant)>,
 }
 
 impl Replica {
-    pub fn new(zk: Zk, node: Node, instance: Instance, snap_count: u64) -> Replica {
+    /// A replica resuming from a checkpoint (`saved`, `zk`) taken at `positions`.
+    pub fn new(
+        zk: Zk,
+        saved: Saved,
+        node: Node,
+        positions: Vec<Instance>,
+        snap_count: u64,
+    ) -> Replica {
+        let layout = node.layout().clone();
+        let (p, k, global) = (layout.partition(), layout.partitions, layout.global_group());
+        let exec = Executor::resume(
+            p,
+            global,
+            ZkService::new(zk, p, k),
+            saved.clock,
+            saved.last_multi,
+        );
         Replica {
-            zk,
+            exec,
             node,
-            instance,
+            groups: layout.groups().iter().map(|g| g.group).collect(),
+            layout,
+            positions,
+            queued: VecDeque::new(),
+            session_servers: saved.session_servers,
             since_checkpoint: 0,
             snap_count: snap_count.max(1),
+            stuck: None,
         }
+    }
+
+    fn zk(&self) -> &Zk {
+        self.exec.service().zk()
     }
 
     /// Executes deliveries until the group stops; expires sessions and removes empty containers
@@ -46,6 +202,7 @@ impl Replica {
         mut group: Group,
         mut inspect: mpsc::Receiver<Inspection>,
         mut installs: mpsc::Receiver<super::cluster::Received>,
+        mut peers_in: mpsc::UnboundedReceiver<ReplicaInput>,
         expiry_every: Duration,
         containers_every: Duration,
     ) -> Result<(), NodeError> {
@@ -53,7 +210,11 @@ impl Replica {
         expiry.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut containers = tokio::time::interval(containers_every);
         containers.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut signals = tokio::time::interval(SIGNAL_PATIENCE / 3);
+        signals.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut was_leader = false;
+        let global = self.layout.global_group();
+        let own = self.layout.partition();
         // When this replica last asked for a checkpoint: one transfer at a time.
         let mut asked: Option<Instant> = None;
         loop {
@@ -64,18 +225,35 @@ impl Replica {
                         while let Ok(d) = group.deliveries.try_recv() {
                             self.deliver(d);
                         }
-                        if self.since_checkpoint >= self.snap_count {
+                        if self.since_checkpoint >= self.snap_count && self.exec.queued() == 0 {
                             self.checkpoint().await?;
                         }
                     }
                     None => break,
                 },
-                Some(job) = inspect.recv() => job(&self.zk),
-                Some(peer) = group.state_requests.recv() => {
+                Some(input) = peers_in.recv() => {
+                    self.on_peer(input);
+                    while let Ok(input) = peers_in.try_recv() {
+                        self.on_peer(input);
+                    }
+                }
+                Some(job) = inspect.recv() => job(self.zk()),
+                Some((g, peer)) = group.state_requests.recv() => {
                     if asked.is_none_or(|t| t.elapsed() > STATE_TRANSFER_PATIENCE) {
-                        tracing::info!(peer, instance = self.instance, "the log this replica needs was trimmed; fetching a checkpoint");
-                        asked = Some(Instant::now());
-                        self.node.request_checkpoint(peer);
+                        // Only a replica of this partition has a checkpoint this one can install.
+                        let from = if self.layout.same_partition(peer) {
+                            Some(peer)
+                        } else {
+                            self.layout.replicas(own).into_iter().find(|s| *s != self.layout.me)
+                        };
+                        match from {
+                            Some(from) => {
+                                tracing::info!(group = g, peer = from, positions = ?self.positions, "the log this replica needs was trimmed; fetching a checkpoint");
+                                asked = Some(Instant::now());
+                                self.node.request_checkpoint(from);
+                            }
+                            None => tracing::error!(group = g, "the log this replica needs was trimmed and no other replica of its partition can send a checkpoint"),
+                        }
                     }
                 }
                 Some(cp) = installs.recv() => {
@@ -83,9 +261,11 @@ impl Replica {
                         asked = None;
                     }
                 }
+                _ = signals.tick() => self.ask_again(),
                 _ = expiry.tick() => {
-                    // Only the leader expires sessions; a new leader first renews them all.
-                    let leading = self.node.inner.group.is_leader();
+                    // Only the global group's leader expires sessions; a new leader first renews
+                    // them all.
+                    let leading = self.node.inner.group.is_leader(global);
                     if leading && !was_leader {
                         self.node.sessions().touch_all(Instant::now());
                     }
@@ -99,11 +279,14 @@ impl Replica {
                     }
                 }
                 _ = containers.tick() => {
-                    if !self.node.inner.group.is_leader() {
+                    // A candidate's mtime is kept by its owner partition: that one's leader decides.
+                    if !self.node.inner.group.is_leader(own) {
                         continue;
                     }
-                    for path in self.zk.expired_containers_and_ttls(wall_ms()) {
-                        self.order(Command { session: 0, xid: INTERNAL_XID, time_ms: 0, op: Op::DeleteContainer { path } });
+                    for path in self.zk().expired_containers_and_ttls(wall_ms()) {
+                        if self.exec.service().owns(&path) {
+                            self.order(Command { session: 0, xid: INTERNAL_XID, time_ms: 0, op: Op::DeleteContainer { path } });
+                        }
                     }
                 }
             }
@@ -125,139 +308,360 @@ impl Replica {
     }
 
     fn deliver(&mut self, d: Delivered) {
-        if d.instance <= self.instance {
+        let Some(gi) = self.groups.iter().position(|g| *g == d.group) else {
+            tracing::error!(group = d.group, "delivery from a group this replica does not follow");
+            return;
+        };
+        if d.instance <= self.positions[gi] {
             return; // covered by a checkpoint installed from another member
         }
-        self.instance = d.instance;
+        self.positions[gi] = d.instance;
+        let merged: u64 = self.positions.iter().sum();
         let time_ms = d.time_ms as i64;
-        for bytes in &d.commands {
-            match command::decode(bytes, time_ms) {
-                Ok((origin, cmd)) => self.execute(&cmd, origin),
+        let mut signals = Vec::new();
+        for (i, bytes) in d.commands.iter().enumerate() {
+            let (origin, cmd) = match command::decode(bytes, time_ms) {
+                Ok(c) => c,
                 Err(e) => {
-                    tracing::error!(instance = d.instance, error = %e, "undecodable command skipped")
+                    tracing::error!(group = d.group, instance = d.instance, error = %e, "undecodable command skipped");
+                    continue;
                 }
+            };
+            let id = CmdId::new(d.group, d.instance, i as u32);
+            let queued = Queued {
+                id,
+                origin,
+                session: cmd.session,
+                xid: cmd.xid,
+                create: match &cmd.op {
+                    Op::CreateSession { timeout_ms, .. } => Some(*timeout_ms),
+                    _ => None,
+                },
+                close: matches!(cmd.op, Op::CloseSession),
+                seq: (merged << SEQ_INDEX_BITS) | (i as u64 & ((1 << SEQ_INDEX_BITS) - 1)),
+            };
+            match self.exec.enqueue(id, cmd) {
+                Ok(s) => {
+                    signals.extend(s);
+                    self.queued.push_back(queued);
+                }
+                Err(e) => tracing::error!(error = %e, "command not executable here; skipped"),
             }
         }
+        self.send_signals(&signals);
+        let step = self.exec.run(usize::MAX);
         self.since_checkpoint += d.commands.len() as u64;
         self.node.metrics().commands_executed.fetch_add(
             d.commands.len() as u64,
             std::sync::atomic::Ordering::Relaxed,
         );
+        self.handle(step);
     }
 
-    fn execute(&mut self, cmd: &Command, origin: command::Origin) {
-        let last = self.zk.last_zxid();
-        let zxid = if Zk::is_write(&cmd.op) {
-            last + 1
-        } else {
-            last
-        };
-        let applied = self.zk.apply(zxid, cmd);
-        self.node
-            .inner
-            .last_zxid
-            .store(self.zk.last_zxid(), std::sync::atomic::Ordering::Release);
-        for (session, event) in applied.notifications {
-            if let Some(route) = self.node.route(session) {
-                let _ = route.tx.send(Outbound::Notification(event));
-            }
-        }
-        let ok = applied.err == ErrorCode::Ok;
-        let now = Instant::now();
-        match &cmd.op {
-            Op::CreateSession { timeout_ms, .. } if ok => {
-                self.node.sessions().add(cmd.session, *timeout_ms, now)
-            }
-            Op::CloseSession if ok => self.node.sessions().remove(cmd.session),
-            _ => {}
-        }
-        let reply = Outbound::Reply {
-            xid: cmd.xid,
-            zxid: self.zk.last_zxid(),
-            err: applied.err.as_i32(),
-            response: applied.response,
-        };
-        let ours = |route: &super::Route| {
-            cmd.xid != INTERNAL_XID
-                && origin.server == self.node.server_id()
-                && origin.conn == route.conn
-        };
-        if matches!(cmd.op, Op::CloseSession) {
-            if let Some(route) = self.node.remove_route(cmd.session) {
-                if ours(&route) {
-                    let _ = route.tx.send(reply);
+    fn on_peer(&mut self, input: ReplicaInput) {
+        match input {
+            ReplicaInput::Signal(bytes) => match Signal::decode(bytes) {
+                Ok(signal) => {
+                    let step = self.exec.on_signal(signal);
+                    self.handle(step);
                 }
-                let _ = route.tx.send(Outbound::Close);
-            }
-        } else if let Some(route) = self.node.route(cmd.session) {
-            if ours(&route) {
-                let _ = route.tx.send(reply);
+                Err(e) => tracing::warn!(error = %e, "malformed signal dropped"),
+            },
+            ReplicaInput::SignalRequest { from, cmd } => {
+                if let Some(out) = self.exec.sent_signal(cmd) {
+                    if let Some(peers) = self.node.inner.peers.get() {
+                        peers.send(from, PeerFrame::Signal(out.signal.encode()).encode());
+                    }
+                }
             }
         }
     }
 
-    /// Installs a checkpoint another member sent (state transfer) if it is ahead of this replica:
-    /// restores the tree, saves it as this replica's checkpoint, and resumes delivery after it.
-    async fn install(&mut self, cp: super::cluster::Received) -> Result<bool, NodeError> {
-        let Some(&at) = cp.position.first() else {
-            return Ok(false);
+    /// Asks again for the signals a multi-partition command has waited for too long (they are
+    /// lost when a link breaks or a replica restarts).
+    fn ask_again(&mut self) {
+        let Some((cmd, missing)) = self.exec.waiting() else {
+            self.stuck = None;
+            return;
         };
-        if at <= self.instance {
+        match self.stuck {
+            Some((c, since)) if c == cmd => {
+                if since.elapsed() < SIGNAL_PATIENCE {
+                    return;
+                }
+            }
+            _ => {
+                self.stuck = Some((cmd, Instant::now()));
+                return;
+            }
+        }
+        self.stuck = Some((cmd, Instant::now()));
+        tracing::debug!(%cmd, ?missing, "asking again for signals");
+        let Some(peers) = self.node.inner.peers.get() else {
+            return;
+        };
+        let frame = PeerFrame::SignalRequest(cmd).encode();
+        for p in missing {
+            for s in self.layout.replicas(p) {
+                peers.send(s, frame.clone());
+            }
+        }
+    }
+
+    fn send_signals(&self, signals: &[SignalOut]) {
+        if signals.is_empty() {
+            return;
+        }
+        let Some(peers) = self.node.inner.peers.get() else {
+            return;
+        };
+        for out in signals {
+            let frame = PeerFrame::Signal(out.signal.encode()).encode();
+            for p in &out.to {
+                for s in self.layout.replicas(*p) {
+                    peers.send(s, frame.clone());
+                }
+            }
+        }
+    }
+
+    /// Sends a step's signals and hands its outputs on.
+    fn handle(&mut self, step: Step<Applied>) {
+        self.send_signals(&step.signals);
+        if step.outputs.is_empty() {
+            return;
+        }
+        let mut remote: BTreeMap<NodeId, Vec<OutcomeEntry>> = BTreeMap::new();
+        for executed in step.outputs {
+            let Some(q) = self.queued.pop_front() else {
+                tracing::error!(cmd = %executed.id, "executed a command the replica did not queue");
+                continue;
+            };
+            debug_assert_eq!(q.id, executed.id);
+            self.executed(q, executed, &mut remote);
+        }
+        self.node.inner.last_zxid.store(
+            self.exec.clock(),
+            std::sync::atomic::Ordering::Release,
+        );
+        if let Some(peers) = self.node.inner.peers.get() {
+            let partition = self.layout.partition();
+            for (to, entries) in remote {
+                let frame = PeerFrame::Outcomes { partition, entries }.encode();
+                if !peers.send(to, frame) {
+                    tracing::warn!(to, "outcome queue full; the server's clients will reconnect");
+                }
+            }
+        }
+    }
+
+    fn executed(
+        &mut self,
+        q: Queued,
+        executed: Executed<Applied>,
+        remote: &mut BTreeMap<NodeId, Vec<OutcomeEntry>>,
+    ) {
+        let applied = executed.output;
+        let ok = applied.err == ErrorCode::Ok;
+        let me = self.layout.me;
+        let client = q.xid != INTERNAL_XID && q.origin.conn != 0;
+        let now = Instant::now();
+        if let Some(timeout) = q.create.filter(|_| ok) {
+            self.node.sessions().add(q.session, timeout, now);
+        }
+        if q.close && ok {
+            self.node.sessions().remove(q.session);
+            self.session_servers.remove(&q.session);
+        } else if client && applied.err != ErrorCode::SessionExpired {
+            self.session_servers.insert(q.session, q.origin.server);
+        }
+        let mut items: BTreeMap<NodeId, Vec<OutcomeItem>> = BTreeMap::new();
+        for (session, event) in applied.notifications {
+            let targets: Vec<NodeId> = match self.session_servers.get(&session) {
+                Some(&t) => vec![t],
+                None => self.layout.others().collect(),
+            };
+            for t in targets {
+                if t != me && !self.layout.same_partition(t) {
+                    items.entry(t).or_default().push(OutcomeItem::Notify {
+                        session,
+                        event: event.clone(),
+                    });
+                }
+            }
+            self.node.notify(session, event);
+        }
+        let close = q.close && ok;
+        if client {
+            let t = q.origin.server;
+            if t == me {
+                let reply = Outbound::Reply {
+                    xid: q.xid,
+                    zxid: executed.zxid,
+                    err: applied.err.as_i32(),
+                    response: applied.response,
+                };
+                self.node
+                    .deliver_reply(q.origin.conn, q.session, q.xid, reply, close);
+            } else if !self.layout.same_partition(t) {
+                let mut body = BytesMut::new();
+                if let Some(r) = &applied.response {
+                    r.encode(&mut body);
+                }
+                items.entry(t).or_default().push(OutcomeItem::Reply {
+                    conn: q.origin.conn,
+                    session: q.session,
+                    xid: q.xid,
+                    zxid: executed.zxid,
+                    err: applied.err.as_i32(),
+                    body: body.freeze(),
+                    close,
+                });
+            }
+        }
+        if close {
+            // The session ended: a connection of it on this server that did not ask for the
+            // close (expiry, a close sent through another connection) closes now.
+            let asked_here = client && q.origin.server == me;
+            self.node
+                .close_route(q.session, asked_here.then_some(q.origin.conn));
+        }
+        for (t, items) in items {
+            remote.entry(t).or_default().push(OutcomeEntry { seq: q.seq, items });
+        }
+    }
+
+    /// Installs a checkpoint another replica of this partition sent (state transfer) if it is
+    /// ahead of this one: restores the state, saves it as this replica's checkpoint, and resumes
+    /// delivery after it.
+    async fn install(&mut self, cp: super::cluster::Received) -> Result<bool, NodeError> {
+        if cp.position.len() != self.positions.len() {
+            tracing::warn!(from = cp.from, "a received checkpoint has another group layout; ignored");
             return Ok(false);
         }
-        let zk = match Zk::restore(&cp.data, self.zk.options().clone()) {
-            Ok(zk) => zk,
+        let ahead = cp.position.iter().zip(&self.positions).all(|(a, b)| a >= b)
+            && cp.position != self.positions;
+        if !ahead {
+            return Ok(false);
+        }
+        let (saved, zk) = match Saved::decode(&cp.data, self.zk().options()) {
+            Ok(s) => s,
             Err(e) => {
                 tracing::warn!(from = cp.from, error = %e, "a received checkpoint does not restore; ignored");
                 return Ok(false);
             }
         };
+        if saved.partition != self.layout.partition() || saved.partitions != self.layout.partitions
+        {
+            tracing::warn!(from = cp.from, partition = saved.partition, "a received checkpoint is of another partition; ignored");
+            return Ok(false);
+        }
         let checkpoints = self.node.inner.group.checkpoints().clone();
-        let data = cp.data.clone();
-        tokio::task::spawn_blocking(move || checkpoints.save(&[at], &data))
+        let (data, position) = (cp.data.clone(), cp.position.clone());
+        tokio::task::spawn_blocking(move || checkpoints.save(&position, &data))
             .await
             .map_err(|e| NodeError::Snapshot(e.to_string()))??;
-        self.zk = zk;
-        self.instance = at;
+        let (p, k, global) = (
+            self.layout.partition(),
+            self.layout.partitions,
+            self.layout.global_group(),
+        );
+        self.exec = Executor::resume(
+            p,
+            global,
+            ZkService::new(zk, p, k),
+            saved.clock,
+            saved.last_multi,
+        );
+        self.queued.clear();
+        self.session_servers = saved.session_servers;
+        self.positions = cp.position.clone();
         self.since_checkpoint = 0;
+        self.stuck = None;
         self.node
             .inner
             .last_zxid
-            .store(self.zk.last_zxid(), std::sync::atomic::Ordering::Release);
+            .store(self.exec.clock(), std::sync::atomic::Ordering::Release);
         let now = Instant::now();
-        for (id, timeout) in self.zk.sessions() {
+        for (id, timeout) in self.zk().sessions() {
             if !self.node.sessions().contains(id) {
                 self.node.sessions().add(id, timeout, now);
             }
         }
-        self.node.inner.group.install(at).await?;
+        self.node.inner.group.install(&self.positions).await?;
         tracing::info!(
             from = cp.from,
-            instance = at,
+            positions = ?self.positions,
             bytes = cp.data.len(),
-            "checkpoint installed from another member"
+            "checkpoint installed from another replica"
         );
         Ok(true)
     }
 
-    /// Saves the tree at the current instance and lets the acceptor forget the log before it.
+    /// What a checkpoint of the current state holds.
+    fn saved(&self) -> Saved {
+        Saved {
+            partition: self.layout.partition(),
+            partitions: self.layout.partitions,
+            clock: self.exec.clock(),
+            last_multi: self.exec.last_multi(),
+            session_servers: self.session_servers.clone(),
+            tree: self.zk().snapshot(),
+        }
+    }
+
+    /// Saves the state at the current positions and lets the acceptors forget the log before.
     async fn checkpoint(&mut self) -> Result<(), NodeError> {
         let started = Instant::now();
-        let data = self.zk.snapshot();
-        let instance = self.instance;
+        let data = self.saved().encode();
+        let positions = self.positions.clone();
         let checkpoints = self.node.inner.group.checkpoints().clone();
         let size = data.len();
-        tokio::task::spawn_blocking(move || checkpoints.save(&[instance], &data))
+        let at = positions.clone();
+        tokio::task::spawn_blocking(move || checkpoints.save(&at, &data))
             .await
             .map_err(|e| NodeError::Snapshot(e.to_string()))??;
-        self.node.inner.group.trim(instance).await?;
+        self.node.inner.group.trim(&positions).await?;
         self.since_checkpoint = 0;
         tracing::info!(
-            instance,
+            ?positions,
             bytes = size,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "checkpoint saved"
         );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoint_state_round_trips_and_old_checkpoints_restore() {
+        let opts = crate::zk::Options::default();
+        let zk = Zk::new(opts.clone());
+        let saved = Saved {
+            partition: 1,
+            partitions: 4,
+            clock: 77,
+            last_multi: Some(CmdId::new(4, 9, 2)),
+            session_servers: BTreeMap::from([(0x1234, 3), (0x99, 5)]),
+            tree: zk.snapshot(),
+        };
+        let bytes = saved.encode();
+        let (back, _) = Saved::decode(&bytes, &opts).unwrap();
+        assert_eq!(
+            back,
+            Saved {
+                tree: Vec::new(),
+                ..saved
+            }
+        );
+        let (legacy, _) = Saved::decode(&zk.snapshot(), &opts).unwrap();
+        assert_eq!((legacy.partitions, legacy.clock), (1, zk.last_zxid()));
+        for cut in [9, 20, 30] {
+            assert!(Saved::decode(&bytes[..cut], &opts).is_err(), "cut {cut}");
+        }
     }
 }

@@ -189,6 +189,7 @@ struct Inner {
     local_addr: SocketAddr,
     max_frame: usize,
     queues: BTreeMap<PeerId, mpsc::Sender<Bytes>>,
+    connected: BTreeMap<PeerId, Arc<std::sync::atomic::AtomicBool>>,
     cancel: CancellationToken,
 }
 
@@ -243,15 +244,19 @@ impl Peers {
         });
 
         let mut queues = BTreeMap::new();
+        let mut connected = BTreeMap::new();
         for (&peer, &addr) in &cfg.peers {
             let (tx, rx) = mpsc::channel(cfg.queue_frames);
             queues.insert(peer, tx);
+            let up = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            connected.insert(peer, up.clone());
             let dialer = outbound::Dialer {
                 me: cfg.id,
                 peer,
                 addr,
                 queue: rx,
                 status: status_tx.clone(),
+                connected: up,
                 cancel: cancel.clone(),
             };
             tokio::spawn(dialer.run());
@@ -274,6 +279,7 @@ impl Peers {
             local_addr,
             max_frame: cfg.max_frame,
             queues,
+            connected,
             cancel,
         };
         Ok((
@@ -292,6 +298,14 @@ impl Peers {
     /// The address the listener is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.inner.local_addr
+    }
+
+    /// True while the link to `to` is up (between its `Up` and `Down` events).
+    pub fn is_connected(&self, to: PeerId) -> bool {
+        self.inner
+            .connected
+            .get(&to)
+            .is_some_and(|c| c.load(std::sync::atomic::Ordering::Acquire))
     }
 
     /// Queues `frame` for `to` without waiting. False means it was dropped: unknown peer, frame

@@ -36,6 +36,8 @@ pub(super) struct Dialer {
     pub addr: SocketAddr,
     pub queue: mpsc::Receiver<Bytes>,
     pub status: mpsc::UnboundedSender<PeerEvent>,
+    /// True between `Up` and `Down`.
+    pub connected: std::sync::Arc<std::sync::atomic::AtomicBool>,
     pub cancel: CancellationToken,
 }
 
@@ -54,6 +56,8 @@ impl Dialer {
                 Ok(stream) => {
                     let up_at = Instant::now();
                     tracing::info!(me = self.me, peer = self.peer, addr = %self.addr, "peer link up");
+                    self.connected
+                        .store(true, std::sync::atomic::Ordering::Release);
                     let _ = self.status.send(PeerEvent::Up(self.peer));
                     match self.pump(stream).await {
                         Ok(Stop) => return,
@@ -61,6 +65,8 @@ impl Dialer {
                             tracing::warn!(me = self.me, peer = self.peer, error = %e, "peer link down")
                         }
                     }
+                    self.connected
+                        .store(false, std::sync::atomic::Ordering::Release);
                     let _ = self.status.send(PeerEvent::Down(self.peer));
                     if up_at.elapsed() >= STABLE_LINK {
                         backoff = MIN_BACKOFF;

@@ -5,7 +5,7 @@
 //! in that order, so replies leave in xid order. Pings are answered at once (clients match them by
 //! their reserved xid, not by order). A malformed frame closes this connection only.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use protocol::{xid, ConnectResponse, Encode, ErrorCode, ReplyHeader, Request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, Notify, Semaphore};
 
 use super::four_letter::{self, Prefix};
 use super::stats::ConnStats;
@@ -114,6 +114,20 @@ fn put_outbound(out: &mut BytesMut, msg: &Outbound) {
             };
             protocol::encode_reply(&header, response.as_ref(), b)
         }),
+        Outbound::Encoded {
+            xid,
+            zxid,
+            err,
+            body,
+        } => put_frame(out, |b| {
+            ReplyHeader {
+                xid: *xid,
+                zxid: *zxid,
+                err: *err,
+            }
+            .encode(b);
+            b.extend_from_slice(body);
+        }),
         Outbound::Notification(event) => {
             put_frame(out, |b| protocol::encode_notification(event, b))
         }
@@ -188,8 +202,10 @@ async fn serve_conn(
     let connect = ignoring_trailing_bytes(&first, protocol::decode_connect_request)?;
     // ZooKeeper's rule: a server behind what the client has seen refuses it, and the client tries
     // another server. A replica still replaying or catching up gets a moment first.
+    // With partitions zxids are Lamport clocks per partition, not one sequence: a client may have
+    // seen a larger zxid from another partition, and every read is ordered anyway.
     let caught_up = Instant::now() + CATCH_UP_WAIT;
-    while connect.last_zxid_seen > node.last_zxid() {
+    while !node.partitioned() && connect.last_zxid_seen > node.last_zxid() {
         if Instant::now() >= caught_up {
             return Err(ConnError::BehindClient {
                 seen: connect.last_zxid_seen,
@@ -243,13 +259,12 @@ async fn serve_conn(
     let mut early = Vec::new();
     let err = loop {
         match rx.recv().await {
-            Some(Outbound::Reply {
-                xid: CONNECT_XID,
-                err,
-                ..
-            }) => break err,
             Some(n @ Outbound::Notification(_)) => early.push(n),
-            Some(Outbound::Reply { .. }) => {}
+            Some(r @ (Outbound::Reply { .. } | Outbound::Encoded { .. })) => {
+                if let Some((CONNECT_XID, _, err)) = reply_of(&r) {
+                    break err;
+                }
+            }
             Some(Outbound::Close | Outbound::Reconnect) | None => {
                 // On Reconnect the session's createSession may have been lost with the leader.
                 node.detach(session, slot.id);
@@ -295,6 +310,7 @@ async fn serve_conn(
     let max_outstanding = limits.max_outstanding.min(Semaphore::MAX_PERMITS) as u32;
     let permits = Arc::new(Semaphore::new(max_outstanding as usize));
     let (pending_tx, pending_rx) = mpsc::unbounded_channel();
+    let drained = Arc::new(Notify::new());
     let mut writer = tokio::spawn(write_loop(
         wr,
         rx,
@@ -303,6 +319,7 @@ async fn serve_conn(
             ctx: ctx.clone(),
             me: me.clone(),
             pending: pending_rx,
+            drained: drained.clone(),
         },
     ));
     let conn = ReadSide {
@@ -311,6 +328,8 @@ async fn serve_conn(
         node,
         tx: &tx,
         pending: pending_tx,
+        drained,
+        last_group: std::sync::atomic::AtomicU64::new(NO_GROUP),
         permits: &permits,
         max_outstanding,
         ctx,
@@ -399,6 +418,9 @@ fn count_sent(ctx: &Context, me: &ConnStats, packets: u64) {
     me.packets_sent.fetch_add(packets, Ordering::Relaxed);
 }
 
+/// `ReadSide::last_group` before the session's first request.
+const NO_GROUP: u64 = u64::MAX;
+
 /// What the reader of an established session works with.
 struct ReadSide<'a> {
     session: SessionId,
@@ -408,6 +430,10 @@ struct ReadSide<'a> {
     tx: &'a mpsc::UnboundedSender<Outbound>,
     /// Requests in the order their replies will come back, for the writer's latency accounting.
     pending: mpsc::UnboundedSender<Pending>,
+    /// Signalled when the last outstanding reply has been written.
+    drained: Arc<Notify>,
+    /// The group of the requests in flight ([`NO_GROUP`] before the first).
+    last_group: std::sync::atomic::AtomicU64,
     permits: &'a Arc<Semaphore>,
     max_outstanding: u32,
     ctx: &'a Context,
@@ -415,6 +441,45 @@ struct ReadSide<'a> {
 }
 
 impl ReadSide<'_> {
+    /// Notes the request as outstanding and submits it (see [`ReadSide::submit`]).
+    async fn submit_after_drain(
+        &self,
+        cmd: Command,
+        received: Instant,
+        op: i32,
+    ) -> Result<(), ConnError> {
+        self.wait_for_group(&cmd).await;
+        self.expect_reply(cmd.xid, op, received);
+        self.submit(cmd).await
+    }
+
+    /// Waits until the requests in flight are answered when `cmd` goes to another group than
+    /// they did: groups order independently, so overlapping them could reorder the session's
+    /// requests.
+    async fn wait_for_group(&self, cmd: &Command) {
+        if !self.node.partitioned() {
+            return;
+        }
+        let group = self.node.group_of(cmd);
+        if self.last_group.load(Ordering::Relaxed) == u64::from(group) {
+            return;
+        }
+        loop {
+            let drained = self.drained.notified();
+            if self.me.outstanding.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            drained.await;
+        }
+        self.last_group.store(u64::from(group), Ordering::Relaxed);
+    }
+
+    /// Submits a request of this session.
+    async fn submit(&self, cmd: Command) -> Result<(), ConnError> {
+        self.node.submit(&cmd, self.id).await?;
+        Ok(())
+    }
+
     /// Notes that request `xid` of `op` awaits a reply in order.
     fn expect_reply(&self, xid: i32, op: i32, received: Instant) {
         self.me.outstanding.fetch_add(1, Ordering::Relaxed);
@@ -426,7 +491,6 @@ impl ReadSide<'_> {
 async fn read_loop(reader: &mut FrameReader, conn: &ReadSide<'_>) -> Result<Ended, ConnError> {
     let ReadSide {
         session,
-        id,
         node,
         tx,
         permits,
@@ -488,8 +552,7 @@ async fn read_loop(reader: &mut FrameReader, conn: &ReadSide<'_>) -> Result<Ende
                     time_ms: 0,
                     op: Op::CloseSession,
                 };
-                conn.expect_reply(header.xid, header.op, received);
-                node.submit(&close, id).await?;
+                conn.submit_after_drain(close, received, header.op).await?;
                 return Ok(Ended::Closing);
             }
             request => {
@@ -502,17 +565,13 @@ async fn read_loop(reader: &mut FrameReader, conn: &ReadSide<'_>) -> Result<Ende
                 Op::Request(request)
             }
         };
-        conn.expect_reply(header.xid, header.op, received);
-        node.submit(
-            &Command {
-                session,
-                xid: header.xid,
-                time_ms: 0,
-                op,
-            },
-            id,
-        )
-        .await?;
+        let cmd = Command {
+            session,
+            xid: header.xid,
+            time_ms: 0,
+            op,
+        };
+        conn.submit_after_drain(cmd, received, header.op).await?;
     }
     Ok(Ended::Eof)
 }
@@ -555,20 +614,77 @@ async fn answer_in_order(
     permits.add_permits(max_outstanding.saturating_sub(1) as usize);
 }
 
+/// The xid, zxid and error of a reply.
+fn reply_of(msg: &Outbound) -> Option<(i32, i64, i32)> {
+    match msg {
+        Outbound::Reply { xid, zxid, err, .. } | Outbound::Encoded { xid, zxid, err, .. } => {
+            Some((*xid, *zxid, *err))
+        }
+        _ => None,
+    }
+}
+
+/// Appends one message to `out` and does its accounting; true when the connection must close
+/// after it.
+fn write_one(
+    out: &mut BytesMut,
+    msg: &Outbound,
+    acct: &mut Accounting,
+    queue: &mut VecDeque<Pending>,
+    permits: &Semaphore,
+    frames: &mut u64,
+) -> bool {
+    let mut close = false;
+    match msg {
+        Outbound::Close => close = true,
+        Outbound::Reply { .. } | Outbound::Encoded { .. } => {
+            let (xid, zxid, err) = reply_of(msg).expect("a reply");
+            acct.replied(queue, xid, zxid, err);
+            if xid == xid::AUTH && err == ErrorCode::AuthFailed.as_i32() {
+                close = true;
+            } else if xid != xid::PING && xid != xid::AUTH {
+                permits.add_permits(1);
+            }
+        }
+        Outbound::Notification(_) => {}
+        Outbound::Reconnect => {
+            if acct.me.outstanding.load(Ordering::Relaxed) > 0 {
+                tracing::info!("requests in flight may have been lost; closing the connection");
+                close = true;
+            }
+        }
+    }
+    let before = out.len();
+    put_outbound(out, msg);
+    if out.len() > before {
+        *frames += 1;
+        if reply_of(msg).is_some() {
+            acct.ctx.stats.response_size(out.len() - before - 4);
+        }
+    }
+    close
+}
+
 /// The writer's side of the statistics: it matches replies to the requests the reader noted.
 struct Accounting {
     ctx: Arc<Context>,
     me: Arc<ConnStats>,
     pending: mpsc::UnboundedReceiver<Pending>,
+    drained: Arc<Notify>,
 }
 
 impl Accounting {
     /// Records the reply to `xid`. Replies come back in request order, except pings, which the
     /// reader answers at once and accounts for itself.
-    fn replied(&mut self, queue: &mut VecDeque<Pending>, xid: i32, zxid: i64, err: i32) {
+    /// Moves the requests the reader noted since into `queue`.
+    fn take_pending(&mut self, queue: &mut VecDeque<Pending>) {
         while let Ok(p) = self.pending.try_recv() {
             queue.push_back(p);
         }
+    }
+
+    fn replied(&mut self, queue: &mut VecDeque<Pending>, xid: i32, zxid: i64, err: i32) {
+        self.take_pending(queue);
         if queue.front().is_none_or(|p| p.xid != xid) {
             return;
         }
@@ -576,7 +692,9 @@ impl Accounting {
         let latency = p.received.elapsed();
         self.ctx.stats.answered(p.op, latency, err);
         self.me.answered(p.op, xid, zxid, latency);
-        self.me.outstanding.fetch_sub(1, Ordering::Relaxed);
+        if self.me.outstanding.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.drained.notify_one();
+        }
         self.ctx.stats.outstanding.fetch_sub(1, Ordering::Relaxed);
         if p.op == protocol::OpCode::Auth as i32 && err == ErrorCode::AuthFailed.as_i32() {
             self.ctx.stats.auth_failed.fetch_add(1, Ordering::Relaxed);
@@ -592,38 +710,31 @@ async fn write_loop(
 ) -> Result<(), ConnError> {
     let mut out = BytesMut::with_capacity(WRITE_BATCH);
     let mut queue = VecDeque::new();
+    // Replies that came back before an earlier request's (requests to different partitions
+    // finish in any order); each leaves once every earlier one has.
+    let mut early: HashMap<i32, VecDeque<Outbound>> = HashMap::new();
     while let Some(msg) = rx.recv().await {
         let mut close = false;
         let mut next = Some(msg);
         let mut frames = 0;
         while let Some(msg) = next.take() {
-            match &msg {
-                Outbound::Close => close = true,
-                Outbound::Reply { xid, err, zxid, .. } => {
-                    acct.replied(&mut queue, *xid, *zxid, *err);
-                    if *xid == xid::AUTH && *err == ErrorCode::AuthFailed.as_i32() {
-                        close = true;
-                    } else if *xid != xid::PING && *xid != xid::AUTH {
-                        permits.add_permits(1);
-                    }
-                }
-                Outbound::Notification(_) => {}
-                Outbound::Reconnect => {
-                    if acct.me.outstanding.load(Ordering::Relaxed) > 0 {
-                        tracing::info!(
-                            "leader changed with requests in flight; closing the connection"
-                        );
-                        close = true;
-                    }
+            if let Some((xid, _, _)) = reply_of(&msg) {
+                acct.take_pending(&mut queue);
+                let head = queue.front().map(|p: &Pending| p.xid);
+                if xid != xid::PING && head != Some(xid) && queue.iter().any(|p| p.xid == xid) {
+                    early.entry(xid).or_default().push_back(msg);
+                    next = rx.try_recv().ok();
+                    continue;
                 }
             }
-            let before = out.len();
-            put_outbound(&mut out, &msg);
-            if out.len() > before {
-                frames += 1;
-                if matches!(msg, Outbound::Reply { .. }) {
-                    acct.ctx.stats.response_size(out.len() - before - 4);
+            let mut ready = vec![msg];
+            while let Some(msg) = ready.pop() {
+                close |= write_one(&mut out, &msg, &mut acct, &mut queue, &permits, &mut frames);
+                let head = queue.front().map(|p| p.xid);
+                if let Some(m) = head.and_then(|x| early.get_mut(&x)).and_then(|q| q.pop_front()) {
+                    ready.push(m);
                 }
+                early.retain(|_, q| !q.is_empty());
             }
             if close || out.len() >= WRITE_BATCH {
                 break;

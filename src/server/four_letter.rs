@@ -554,6 +554,12 @@ async fn mntr(ctx: &Context) -> String {
         kv("synced_followers", followers.to_string());
         kv("pending_syncs", "0".into());
     }
+    if ctx.node.partitioned() {
+        // Volery's own: which partition this server replicates (S-SMR).
+        let layout = ctx.node.layout();
+        kv("partition", layout.partition().to_string());
+        kv("partitions", layout.partitions.to_string());
+    }
     kv("ephemerals_count", facts.ephemerals.to_string());
     kv(
         "num_alive_connections",

@@ -91,7 +91,9 @@ impl Context {
 }
 
 /// Connections per client address, for maxClientCnxns, and every open connection's statistics.
-#[derive(Default)]
+///
+/// Connection ids start at the start time in microseconds, so an id is never reused across a
+/// restart (replies to an old connection may still arrive from other servers).
 pub struct Connections {
     per_ip: Mutex<HashMap<IpAddr, u32>>,
     next_id: AtomicU64,
@@ -104,6 +106,19 @@ pub struct Slot {
     ip: IpAddr,
     pub id: u64,
     pub stats: Arc<ConnStats>,
+}
+
+impl Default for Connections {
+    fn default() -> Connections {
+        let start = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        Connections {
+            per_ip: Mutex::default(),
+            next_id: AtomicU64::new(start),
+            registry: Registry::default(),
+        }
+    }
 }
 
 impl Connections {

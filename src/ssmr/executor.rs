@@ -9,6 +9,9 @@ use bytes::Bytes;
 use super::{CmdId, Error, PartitionId, Service, Signal};
 use crate::multicast::GroupId;
 
+/// Signals of executed multi-partition commands kept for re-sending ([`Executor::sent_signal`]).
+pub const RESEND_MEMORY: usize = 16_384;
+
 /// The largest clock a signal may carry; larger ones are dropped as garbage, which leaves 2^62
 /// writes of headroom before a clock could overflow.
 pub const MAX_CLOCK: i64 = i64::MAX / 2;
@@ -145,6 +148,8 @@ pub struct Executor<S: Service> {
     queued_writes: i64,
     queued_multi: usize,
     received: BTreeMap<CmdId, BTreeMap<PartitionId, Received>>,
+    /// The signals of the last [`RESEND_MEMORY`] multi-partition commands executed here.
+    resend: BTreeMap<CmdId, SignalOut>,
     metrics: Metrics,
 }
 
@@ -176,6 +181,7 @@ impl<S: Service> Executor<S> {
             queued_writes: 0,
             queued_multi: 0,
             received: BTreeMap::new(),
+            resend: BTreeMap::new(),
             metrics: Metrics::default(),
         }
     }
@@ -214,6 +220,32 @@ impl<S: Service> Executor<S> {
     /// Commands with at least one buffered signal.
     pub fn buffered_signals(&self) -> usize {
         self.received.len()
+    }
+
+    /// The multi-partition command at the head of the queue while it waits for signals, and the
+    /// partitions it has no signal from yet. A driver that sees the same answer for long asks
+    /// those partitions to send again (signals are lost with a broken link or a restart).
+    pub fn waiting(&self) -> Option<(CmdId, Vec<PartitionId>)> {
+        let head = self.queue.front().filter(|h| h.is_multi() && h.sent.is_some())?;
+        let got = self.received.get(&head.id);
+        let missing: Vec<PartitionId> = head
+            .dest
+            .iter()
+            .copied()
+            .filter(|p| *p != self.partition && got.is_none_or(|g| !g.contains_key(p)))
+            .collect();
+        (!missing.is_empty()).then_some((head.id, missing))
+    }
+
+    /// The signal this replica sent for `cmd`, if it still has it: the command is queued and its
+    /// signal left, or it is among the last [`RESEND_MEMORY`] multi-partition commands executed.
+    pub fn sent_signal(&self, cmd: CmdId) -> Option<SignalOut> {
+        if let Some(s) = self.resend.get(&cmd) {
+            return Some(s.clone());
+        }
+        let p = self.queue.iter().find(|p| p.id == cmd)?;
+        let sent = p.sent.as_ref()?;
+        Some(signal_out(self.partition, p.id, &p.dest, sent.clock, sent.facts.clone()))
     }
 
     /// Delivers `cmd` and executes every command that can run. See [`Executor::enqueue`].
@@ -420,6 +452,13 @@ impl<S: Service> Executor<S> {
             let mut got = self.received.remove(&p.id).unwrap_or_default();
             // Everything up to this command is now stale.
             self.received = self.received.split_off(&p.id);
+            self.resend.insert(
+                p.id,
+                signal_out(self.partition, p.id, &p.dest, sent.clock, sent.facts.clone()),
+            );
+            if self.resend.len() > RESEND_MEMORY {
+                self.resend.pop_first();
+            }
             let mut facts = BTreeMap::new();
             let mut max_clock = sent.clock;
             facts.insert(self.partition, sent.facts);

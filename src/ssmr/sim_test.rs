@@ -902,3 +902,27 @@ fn contract_violations_are_errors_and_change_nothing() {
     );
     assert_eq!(p0.queued(), 1);
 }
+
+#[test]
+fn a_lost_signal_is_named_by_waiting_and_sent_again_from_memory() {
+    let (a, b) = keys_of_two();
+    let mut p0 = exec(0);
+    let mut p1 = exec(1);
+    let c = CmdId::new(GLOBAL, 1, 0);
+    assert_eq!(p0.waiting(), None);
+    let s0 = p0.deliver(c, txn(vec![a, b], vec![a, b])).unwrap();
+    assert_eq!(p0.waiting(), Some((c, vec![1])));
+    assert_eq!(p0.sent_signal(c), Some(s0.signals[0].clone()), "queued and sent");
+    // Partition 1 executes; its signal to partition 0 is lost.
+    p1.deliver(c, txn(vec![a, b], vec![a, b])).unwrap();
+    let done = p1.on_signal(s0.signals[0].signal.clone());
+    assert_eq!(done.outputs.len(), 1);
+    assert_eq!(p0.waiting(), Some((c, vec![1])), "still waiting");
+    let again = p1.sent_signal(c).expect("an executed command's signal is remembered");
+    assert_eq!(again.to, vec![0]);
+    assert!(p1.sent_signal(CmdId::new(GLOBAL, 9, 0)).is_none());
+    let s = p0.on_signal(again.signal);
+    assert_eq!(s.outputs.len(), 1);
+    assert_eq!(s.outputs[0].output, done.outputs[0].output);
+    assert_eq!(p0.waiting(), None);
+}

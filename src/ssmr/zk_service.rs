@@ -398,6 +398,10 @@ impl Service for ZkService {
     }
 
     fn writes(&self, cmd: &Command) -> Vec<ZkKey> {
+        if self.partitions == 1 {
+            // No command spans partitions, so nothing is prefetched: no need to track writes.
+            return Vec::new();
+        }
         let mut keys = Vec::new();
         let node = |p: &str, keys: &mut Vec<ZkKey>| {
             if self.owns(p) {

@@ -28,6 +28,8 @@ pub struct ClusterOptions {
     pub sync_limit: u32,
     /// `snapCount`: commands between checkpoints (the server's default when `None`).
     pub snap_count: Option<u64>,
+    /// `partitions=k` (Volery only): the servers, in id order, form k partitions.
+    pub partitions: Option<u32>,
 }
 
 impl Default for ClusterOptions {
@@ -37,6 +39,7 @@ impl Default for ClusterOptions {
             init_limit: 5,
             sync_limit: 2,
             snap_count: None,
+            partitions: None,
         }
     }
 }
@@ -111,7 +114,7 @@ impl Cluster {
             let cfg = format!(
                 "tickTime={}\ninitLimit={}\nsyncLimit={}\ndataDir={}\nclientPort={client_port}\n\
                  clientPortAddress=127.0.0.1\nmaxClientCnxns=0\nadmin.enableServer=false\n\
-                 4lw.commands.whitelist=srvr,ruok,stat,mntr\n{}{servers}",
+                 4lw.commands.whitelist=srvr,ruok,stat,mntr\n{}{}{servers}",
                 options.tick_time_ms,
                 options.init_limit,
                 options.sync_limit,
@@ -119,6 +122,9 @@ impl Cluster {
                 options
                     .snap_count
                     .map_or(String::new(), |n| format!("snapCount={n}\n")),
+                options
+                    .partitions
+                    .map_or(String::new(), |k| format!("partitions={k}\n")),
             );
             std::fs::write(dir.join("zoo.cfg"), cfg).expect("write zoo.cfg");
             members.push(Member {

@@ -1,0 +1,186 @@
+//! A partitioned cluster (S-SMR, `partitions=k`) against real `volery` processes: every server
+//! serves the whole tree, whichever partition a path hashes to; multi spans partitions
+//! atomically; watches fire across partitions; sessions and ephemerals are cluster-wide.
+//!
+//! Volery only (ZooKeeper has no partitions): the tests return at once under
+//! `VOLERY_TEST_REFERENCE=zookeeper`.
+
+mod common;
+
+use std::time::Duration;
+
+use common::cluster::{Cluster, ClusterOptions};
+use common::{bounded, create_persistent, within, Flavor};
+use volery::ssmr::partition_of;
+use zookeeper_client as zk;
+
+/// `n` paths under `base` whose owner is partition `p` of `k`.
+fn paths_of(base: &str, p: u32, k: u32, n: usize) -> Vec<String> {
+    (0..)
+        .map(|i| format!("{base}/n{i}"))
+        .filter(|path| partition_of(path, k) == p)
+        .take(n)
+        .collect()
+}
+
+async fn client(addr: &str) -> zk::Client {
+    for _ in 0..100 {
+        if let Ok(Ok(c)) = tokio::time::timeout(
+            Duration::from_secs(3),
+            zk::Client::connector().with_fail_eagerly().connect(addr),
+        )
+        .await
+        {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no session on {addr}");
+}
+
+async fn partitioned(servers: usize, k: u32) -> Option<Cluster> {
+    if Flavor::from_env() == Flavor::ZooKeeper {
+        return None;
+    }
+    let options = ClusterOptions {
+        partitions: Some(k),
+        ..ClusterOptions::default()
+    };
+    Some(Cluster::start_with(servers, options).await)
+}
+
+/// Two partitions of one replica each: writes through either server, reads through the other,
+/// children and versions agree, multi across partitions is all-or-nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_partitions_serve_one_tree() {
+    let Some(cluster) = partitioned(2, 2).await else {
+        return;
+    };
+    bounded(async {
+        let a = client(&cluster.addr(0)).await;
+        let b = client(&cluster.addr(1)).await;
+        create_persistent(&a, "/t", b"").await;
+        let p0 = paths_of("/t", 0, 2, 10);
+        let p1 = paths_of("/t", 1, 2, 10);
+        for (i, path) in p0.iter().chain(&p1).enumerate() {
+            let writer = if i % 2 == 0 { &a } else { &b };
+            create_persistent(writer, path, format!("v{i}").as_bytes()).await;
+        }
+        for (i, path) in p0.iter().chain(&p1).enumerate() {
+            let reader = if i % 2 == 0 { &b } else { &a };
+            let (data, stat) = reader.get_data(path).await.expect("read");
+            assert_eq!(data, format!("v{i}").as_bytes(), "{path}");
+            assert_eq!(stat.version, 0);
+        }
+        let mut children = a.list_children("/t").await.unwrap();
+        children.sort();
+        let mut expected: Vec<String> = p0
+            .iter()
+            .chain(&p1)
+            .map(|p| p.trim_start_matches("/t/").to_string())
+            .collect();
+        expected.sort();
+        assert_eq!(children, expected);
+        let (_, parent) = b.get_data("/t").await.unwrap();
+        assert_eq!(parent.num_children, 20);
+        assert_eq!(parent.cversion, 20);
+
+        // setData through one server, version seen through the other.
+        let stat = b.set_data(&p0[0], b"x", Some(0)).await.expect("set");
+        assert_eq!(stat.version, 1);
+        let (_, seen) = a.get_data(&p0[0]).await.unwrap();
+        assert_eq!(seen.version, 1);
+        assert!(matches!(
+            a.set_data(&p0[0], b"y", Some(0)).await,
+            Err(zk::Error::BadVersion)
+        ));
+
+        // A multi over both partitions: a failed check on one side aborts the write on the other.
+        let mut w = a.new_multi_writer();
+        w.add_set_data(&p0[1], b"m", None).unwrap();
+        w.add_check_version(&p1[1], 5).unwrap();
+        assert!(w.commit().await.is_err(), "the check fails");
+        let (data, stat) = b.get_data(&p0[1]).await.unwrap();
+        assert_eq!((data.as_slice(), stat.version), (b"v1".as_slice(), 0));
+        let mut w = b.new_multi_writer();
+        w.add_set_data(&p0[1], b"m0", Some(0)).unwrap();
+        w.add_set_data(&p1[1], b"m1", Some(0)).unwrap();
+        w.add_check_version(&p1[2], 0).unwrap();
+        w.commit().await.expect("multi over two partitions");
+        assert_eq!(a.get_data(&p0[1]).await.unwrap().0, b"m0");
+        assert_eq!(a.get_data(&p1[1]).await.unwrap().0, b"m1");
+
+        // delete with a version owned by another partition than some servers: state exchange.
+        assert!(matches!(
+            a.delete(&p1[3], Some(7)).await,
+            Err(zk::Error::BadVersion)
+        ));
+        a.delete(&p1[3], Some(0)).await.expect("delete");
+        assert!(b.check_stat(&p1[3]).await.unwrap().is_none());
+
+        // Sequential creates through both servers share one counter (the parent's cversion).
+        create_persistent(&a, "/q", b"").await;
+        let seq = zk::CreateMode::PersistentSequential.with_acls(zk::Acls::anyone_all());
+        let mut names = Vec::new();
+        for i in 0..6 {
+            let c = if i % 2 == 0 { &a } else { &b };
+            let (_, s) = c.create("/q/s-", b"", &seq).await.unwrap();
+            names.push(s.into_i64());
+        }
+        assert_eq!(names, (0..6).collect::<Vec<_>>());
+    })
+    .await;
+}
+
+/// Watches registered through one server fire for changes made through the other, whichever
+/// partition owns the path, and a session's ephemerals on every partition go when it closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watches_and_ephemerals_cross_partitions() {
+    let Some(cluster) = partitioned(2, 2).await else {
+        return;
+    };
+    bounded(async {
+        let a = client(&cluster.addr(0)).await;
+        let b = client(&cluster.addr(1)).await;
+        create_persistent(&a, "/w", b"").await;
+        for p in 0..2 {
+            let path = paths_of("/w", p, 2, 1).remove(0);
+            create_persistent(&b, &path, b"").await;
+            let (_, _, w) = a.get_and_watch_data(&path).await.unwrap();
+            b.set_data(&path, b"changed", None).await.unwrap();
+            let ev = within(10, "NodeDataChanged", w.changed()).await;
+            assert_eq!(ev.event_type, zk::EventType::NodeDataChanged, "{path}");
+            assert_eq!(ev.path, path);
+            // The child watch of the parent lives on the parent's owner.
+            let (_, _, cw) = a.get_and_watch_children("/w").await.unwrap();
+            b.delete(&path, None).await.unwrap();
+            let ev = within(10, "NodeChildrenChanged", cw.changed()).await;
+            assert_eq!(ev.event_type, zk::EventType::NodeChildrenChanged);
+        }
+
+        let c = client(&cluster.addr(1)).await;
+        let eph = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
+        let mine: Vec<String> = (0..2).map(|p| paths_of("/w/e", p, 2, 1).remove(0)).collect();
+        create_persistent(&a, "/w/e", b"").await;
+        for path in &mine {
+            c.create(path, b"", &eph).await.unwrap();
+        }
+        let owner = c.session_id();
+        for path in &mine {
+            let (_, stat) = a.get_data(path).await.unwrap();
+            assert_eq!(stat.ephemeral_owner, owner.0);
+        }
+        let (_, _, gone) = a.get_and_watch_children("/w/e").await.unwrap();
+        drop(c);
+        within(10, "children of /w/e change", gone.changed()).await;
+        for _ in 0..50 {
+            if a.list_children("/w/e").await.unwrap().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(a.list_children("/w/e").await.unwrap().is_empty());
+        assert!(b.list_children("/w/e").await.unwrap().is_empty());
+    })
+    .await;
+}
