@@ -19,7 +19,18 @@ Normalisation (everything else is compared verbatim):
 Watch events (data, exists and child watches set by the sequence) are recorded
 raw, per session, as they arrive on the socket, and compared at checkpoints.
 
-Usage: differential.py [--seed N] [--ops N] [--target HOST:PORT]
+With --partitioned (a target that partitions the tree, such as Volery with
+partitions > 1) zxids are Lamport clocks per partition: two commands that
+touch different partitions may get the same zxid. The target's zxids are then
+labelled from the reference's instead of by themselves: every zxid ZooKeeper
+gives one command must be one zxid in the target too (equal stays equal, the
+check made without --partitioned), and a czxid or pzxid (only create and delete
+set them, and those go to every partition, so the value is unique) must not
+be shared with any other command. What is no longer checked: that two local
+commands (setData, or a multi without create/delete) on different znodes got
+different zxids.
+
+Usage: differential.py [--seed N] [--ops N] [--target HOST[:PORT][,...]] [--partitioned]
 With no --target a second real ZooKeeper is started, which validates the harness
 itself (it must report 0 divergences).
 """
@@ -242,17 +253,98 @@ class Side:
                 pass
 
 
-def normalise(side, value, op_index):
+def zxid_label(side, z, field, op_index):
+    """The label of zxid value z on this side: where it was first seen."""
+    label = side.zxid_labels.get(z)
+    if label is None:
+        label = "%d.%s" % (op_index, field)
+        side.zxid_labels[z] = label
+    return label
+
+
+class Zxid:
+    """A zxid-valued Stat field left raw by normalise(..., raw_zxids=True), to be
+    labelled once both sides' replies are at hand (ZxidRelation)."""
+
+    __slots__ = ("field", "value")
+
+    def __init__(self, field, value):
+        self.field, self.value = field, value
+
+    def __repr__(self):
+        return "Zxid(%s=%d)" % (self.field, self.value)
+
+
+# Fields only create and delete set: commands every partition orders, so their zxid is unique.
+GLOBAL_ZXID_FIELDS = ("czxid", "pzxid")
+
+
+class ZxidRelation:
+    """Labels the zxids of a partitioned target from the reference's (--partitioned).
+
+    Invariant: to_target maps every reference zxid seen so far to the one target
+    zxid seen at the same place; from_target is its inverse (a set: local commands
+    of different partitions may share a target zxid); global holds the target
+    zxids seen as czxid or pzxid, each of which has exactly one reference zxid."""
+
+    def __init__(self, reference, target):
+        self.ref, self.tgt = reference, target
+        self.to_target = {}
+        self.from_target = {}
+        self.global_ = set()
+
+    def label(self, ref_norm, tgt_norm, op_index):
+        """Both normalised replies with every Zxid replaced by a label."""
+        return self._walk(ref_norm, tgt_norm, op_index)
+
+    def _walk(self, r, t, op_index):
+        if isinstance(r, Zxid) and isinstance(t, Zxid) and r.field == t.field:
+            return self._pair(r, t, op_index)
+        if isinstance(r, dict) and isinstance(t, dict) and r.keys() == t.keys():
+            pairs = {k: self._walk(r[k], t[k], op_index) for k in r}
+            return {k: v[0] for k, v in pairs.items()}, {k: v[1] for k, v in pairs.items()}
+        if isinstance(r, (list, tuple)) and isinstance(t, (list, tuple)) and len(r) == len(t) and type(r) is type(t):
+            pairs = [self._walk(a, b, op_index) for a, b in zip(r, t)]
+            return type(r)(p[0] for p in pairs), type(t)(p[1] for p in pairs)
+        # Different shapes diverge anyway; each side is labelled on its own.
+        return self._alone(self.ref, r, op_index), self._alone(self.tgt, t, op_index)
+
+    def _alone(self, side, v, op_index):
+        if isinstance(v, Zxid):
+            return zxid_label(side, v.value, v.field, op_index)
+        if isinstance(v, dict):
+            return {k: self._alone(side, x, op_index) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return type(v)(self._alone(side, x, op_index) for x in v)
+        return v
+
+    def _pair(self, r, t, op_index):
+        label = zxid_label(self.ref, r.value, r.field, op_index)
+        is_global = t.field in GLOBAL_ZXID_FIELDS
+        mapped = self.to_target.get(r.value)
+        if mapped is None:
+            others = self.from_target.get(t.value, set())
+            if others and (is_global or t.value in self.global_):
+                other = zxid_label(self.ref, min(others), r.field, op_index)
+                return label, "zxid %d: also %s's" % (t.value, other)
+            self.to_target[r.value] = t.value
+            self.from_target.setdefault(t.value, set()).add(r.value)
+        elif mapped != t.value:
+            return label, "zxid %d where %s was zxid %d" % (t.value, label, mapped)
+        elif is_global and len(self.from_target[t.value]) > 1:
+            return label, "zxid %d: a create/delete zxid shared by %d commands" % (t.value, len(self.from_target[t.value]))
+        if is_global:
+            self.global_.add(t.value)
+        return label, label
+
+
+def normalise(side, value, op_index, raw_zxids=False):
     """A comparable, JSON-like form of a reply (see module doc)."""
     if isinstance(value, ZnodeStat):
         out = {}
         for field in ("czxid", "mzxid", "pzxid"):
             z = getattr(value, field)
-            label = side.zxid_labels.get(z)
-            if label is None:
-                label = "%d.%s" % (op_index, field)
-                side.zxid_labels[z] = label
-            out[field] = label
+            out[field] = Zxid(field, z) if raw_zxids else zxid_label(side, z, field, op_index)
         owner = value.ephemeralOwner
         out["ephemeralOwner"] = (
             0 if owner == 0 else "session-%s" % side.session_index.get(owner, "unknown")
@@ -267,11 +359,12 @@ def normalise(side, value, op_index):
     if isinstance(value, bytes):
         return {"bytes": value.hex()}
     if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], list) and value[0] and isinstance(value[0][0], ACL):
-        return {"acl": [normalise(side, a, op_index) for a in value[0]], "stat": normalise(side, value[1], op_index)}
-    if isinstance(value, tuple):
-        return [normalise(side, v, op_index) for v in value]
-    if isinstance(value, list):
-        return [normalise(side, v, op_index) for v in value]
+        return {
+            "acl": [normalise(side, a, op_index, raw_zxids) for a in value[0]],
+            "stat": normalise(side, value[1], op_index, raw_zxids),
+        }
+    if isinstance(value, (tuple, list)):
+        return [normalise(side, v, op_index, raw_zxids) for v in value]
     return value
 
 
@@ -494,7 +587,8 @@ class TargetLost(Exception):
 
 
 class Runner:
-    def __init__(self, reference, target, seed, ops, max_report):
+    def __init__(self, reference, target, seed, ops, max_report, partitioned=False):
+        self.zxids = ZxidRelation(reference, target) if partitioned else None
         self.ref = reference
         self.tgt = target
         self.sides = (reference, target)
@@ -531,7 +625,10 @@ class Runner:
                 raise TargetLost("20 consecutive replies lost (connection errors); last at op %d: %s" % (self.op_index, desc))
         else:
             self.lost = 0
-        norm = [normalise(side, sorted_children(r), self.op_index) for side, r in zip(self.sides, raw)]
+        raw_zxids = self.zxids is not None
+        norm = [normalise(side, sorted_children(r), self.op_index, raw_zxids) for side, r in zip(self.sides, raw)]
+        if raw_zxids:
+            norm = self.zxids.label(norm[0], norm[1], self.op_index)
         self.compare(desc, norm[0], norm[1])
         return raw[0]
 
@@ -683,7 +780,12 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--ops", type=int, default=10000)
-    ap.add_argument("--target", default=None, help="HOST:PORT of the server under test")
+    ap.add_argument("--target", default=None, help="HOST:PORT (or a comma separated list) of the server under test")
+    ap.add_argument(
+        "--partitioned",
+        action="store_true",
+        help="the target's zxids are per-partition Lamport clocks (see the module doc)",
+    )
     ap.add_argument("--reference", default=None, help="HOST:PORT of an already running reference ZooKeeper")
     ap.add_argument("--max-report", type=int, default=10)
     args = ap.parse_args(argv)
@@ -706,7 +808,7 @@ def main(argv=None):
             tgt_addr = zk2.address
         print("differential: reference=%s (Apache ZooKeeper) target=%s" % (ref_addr, tgt_addr), flush=True)
         ref, tgt = Side("reference", ref_addr), Side("target", tgt_addr)
-        runner = Runner(ref, tgt, seed, args.ops, args.max_report)
+        runner = Runner(ref, tgt, seed, args.ops, args.max_report, args.partitioned)
         t0 = time.monotonic()
         try:
             runner.run()

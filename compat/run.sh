@@ -5,6 +5,10 @@
 #   compat/run.sh --volery PATH_TO_VOLERY_BINARY   start Volery on a free port, run every suite
 #   compat/run.sh --server HOST:PORT               run every suite against a running server
 #   compat/run.sh --zookeeper                      start a real ZooKeeper, run every suite (self-check)
+#   compat/run.sh --volery-cluster PATH --partitions K --replicas R
+#                                                  start K partitions x R replicas (K*R servers from
+#                                                  volery.toml files), run every suite with a connect
+#                                                  string listing all servers
 # Options: --seed N (differential seed), --ops N (differential operations, default 10000),
 #          --only recipes|cli|differential (repeatable).
 #
@@ -18,13 +22,16 @@ ZKCLI=/usr/share/zookeeper/bin/zkCli.sh
 CLI_MT=/usr/lib/zookeeper/bin/cli_mt
 ZKJAR=/usr/share/java/zookeeper.jar
 
-MODE="" ARG="" SEED="" OPS=10000 ONLY=()
-usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+MODE="" ARG="" SEED="" OPS=10000 ONLY=() PARTITIONS=1 REPLICAS=1
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --volery) MODE=volery; ARG="${2:-}"; shift 2 || usage ;;
     --server) MODE=server; ARG="${2:-}"; shift 2 || usage ;;
     --zookeeper) MODE=zookeeper; shift ;;
+    --volery-cluster) MODE=cluster; ARG="${2:-}"; shift 2 || usage ;;
+    --partitions) PARTITIONS="${2:-}"; shift 2 || usage ;;
+    --replicas) REPLICAS="${2:-}"; shift 2 || usage ;;
     --seed) SEED="${2:-}"; shift 2 || usage ;;
     --ops) OPS="${2:-}"; shift 2 || usage ;;
     --only) ONLY+=("${2:-}"); shift 2 || usage ;;
@@ -34,6 +41,9 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$MODE" ] || usage
 [ "$MODE" = zookeeper ] || [ -n "$ARG" ] || usage
+for n in "$PARTITIONS" "$REPLICAS"; do
+  case "$n" in ''|*[!0-9]*|0*) echo "compat: --partitions and --replicas take a positive number" >&2; usage ;; esac
+done
 
 # ---------------------------------------------------------------- cleanup
 PGIDS=()
@@ -88,6 +98,8 @@ ensure_venv
 command -v stdbuf >/dev/null || { echo "compat: stdbuf (coreutils) is required" >&2; exit 1; }
 
 free_port() { "$PY" -c 'import sys; sys.path.insert(0, sys.argv[1]); import zkutil; print(zkutil.free_port())' "$HERE"; }
+# free_ports N: N distinct free ports on one line.
+free_ports() { "$PY" -c 'import sys; sys.path.insert(0, sys.argv[1]); import zkutil; print(*zkutil.free_ports(int(sys.argv[2])))' "$HERE" "$1"; }
 
 # wait_ready HOST PORT PID LOG: until the server answers a ZooKeeper handshake (60 s).
 wait_ready() {
@@ -107,6 +119,8 @@ wait_ready() {
 
 # --------------------------------------------------------------- target
 SERVER_LOG=""
+SERVER_LOGS=()
+DIFF_ARGS=()
 case "$MODE" in
   volery)
     BIN="$ARG"
@@ -120,6 +134,55 @@ case "$MODE" in
     wait_ready 127.0.0.1 "$PORT" "$PID" "$SERVER_LOG"
     SERVER="127.0.0.1:$PORT"
     echo "compat: Volery $BIN on $SERVER (log $SERVER_LOG)"
+    ;;
+  cluster)
+    # K*R servers on 127.0.0.1, one volery.toml each: ids 1..K*R, partition p holding ids
+    # p*R+1..(p+1)*R (the server's own rule: id order, consecutive runs of R).
+    BIN="$ARG"
+    [ -x "$BIN" ] || { echo "compat: $BIN is not an executable" >&2; exit 1; }
+    BIN="$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")"
+    N=$((PARTITIONS * REPLICAS))
+    read -r -a PORTS <<<"$(free_ports $((2 * N)))"
+    DATA="$(mktemp -d -t compat-cluster-XXXXXX)"; TMPDIRS+=("$DATA")
+    LOGDIR="$(mktemp -d -t compat-cluster-log-XXXXXX)"
+    SERVERS_TOML=""
+    SERVER=""
+    for i in $(seq 1 "$N"); do
+      cport=${PORTS[$((2 * (i - 1)))]} pport=${PORTS[$((2 * (i - 1) + 1))]}
+      SERVERS_TOML+="[[servers]]
+id = $i
+host = \"127.0.0.1\"
+peer_port = $pport
+client_port = $cport
+"
+      SERVER="${SERVER:+$SERVER,}127.0.0.1:$cport"
+    done
+    PIDS=()
+    for i in $(seq 1 "$N"); do
+      mkdir -p "$DATA/s$i"
+      cat >"$DATA/s$i/volery.toml" <<EOF
+server_id = $i
+partitions = $PARTITIONS
+client_address = "127.0.0.1"
+data_dir = "$DATA/s$i"
+
+[metrics]
+host = "127.0.0.1"
+port = 0
+
+$SERVERS_TOML
+EOF
+      log="$LOGDIR/server$i.log"; SERVER_LOGS+=("$log")
+      setsid "$BIN" start --config "$DATA/s$i/volery.toml" >"$log" 2>&1 </dev/null &
+      PIDS+=("$!"); PGIDS+=("$!")
+    done
+    for i in $(seq 1 "$N"); do
+      wait_ready 127.0.0.1 "${PORTS[$((2 * (i - 1)))]}" "${PIDS[$((i - 1))]}" "${SERVER_LOGS[$((i - 1))]}"
+    done
+    # zxids are Lamport clocks per partition: commands of different partitions may share a
+    # value, so the differential run compares zxid relations one way only (see its doc).
+    if [ "$PARTITIONS" -gt 1 ]; then DIFF_ARGS+=(--partitioned); fi
+    echo "compat: Volery cluster of $PARTITIONS partition(s) x $REPLICAS replica(s), $BIN, servers $SERVER (logs $LOGDIR)"
     ;;
   zookeeper)
     PORT="$(free_port)"
@@ -166,7 +229,7 @@ if wanted recipes; then run_pytest_suite recipes test_recipes.py 600; fi
 if wanted cli; then run_pytest_suite cli test_cli.py 600; fi
 if wanted differential; then
   echo "== differential (differential.py)"
-  args=(--target "$SERVER" --ops "$OPS")
+  args=(--target "$SERVER" --ops "$OPS" "${DIFF_ARGS[@]}")
   [ -n "$SEED" ] && args+=(--seed "$SEED")
   (cd "$HERE" && timeout -k 10 1800 "$PY" differential.py "${args[@]}")
   rc=$?
@@ -178,6 +241,14 @@ if [ -n "$SERVER_LOG" ] && [ -f "$SERVER_LOG" ]; then
     echo "compat: server log kept at $SERVER_LOG; last lines:"; tail -n 20 "$SERVER_LOG"
   else
     TMPDIRS+=("$SERVER_LOG")
+  fi
+fi
+if [ ${#SERVER_LOGS[@]} -gt 0 ]; then
+  if [ "$TOTAL_FAILED" -gt 0 ]; then
+    echo "compat: server logs kept in $LOGDIR; last lines of each:"
+    for log in "${SERVER_LOGS[@]}"; do echo "-- $log"; tail -n 20 "$log"; done
+  else
+    TMPDIRS+=("$LOGDIR")
   fi
 fi
 echo "$TOTAL_PASSED passed, $TOTAL_FAILED failed"

@@ -26,6 +26,21 @@ def free_port():
         return s.getsockname()[1]
 
 
+def free_ports(n):
+    """n distinct TCP ports on 127.0.0.1 that were free when asked (all held open while
+    choosing, so none is handed out twice)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            socks.append(s)
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def split_hostport(hostport):
     host, _, port = hostport.rpartition(":")
     return host or "127.0.0.1", int(port)

@@ -6,8 +6,14 @@
   report.py summarize RAW_DIR OUT_DIR [--command CMD] [--note TEXT]
                                     write OUT_DIR/README.md (tables, ratios) and SVG charts from
                                     the `volery bench --json` files in RAW_DIR
+  report.py seconds DURATION        print a `volery bench` duration (5s, 500ms, 1m) in whole seconds
+  report.py scaling RAW_DIR OUT_DIR [--budget CORES] [--command CMD] [--note TEXT]
+                                    write OUT_DIR/scaling.md and OUT_DIR/scaling-*.svg from the
+                                    runs of scaling.sh in RAW_DIR
 
-Raw files are named by run.sh: <target>__<load>__<sessions>.json, with load set1k or get1k.
+Raw files are named by run.sh: <target>__<load>__<sessions>.json, with load set1k or get1k; by
+scaling.sh: k<partitions>__g<create/delete percent>.json (g100: create/delete only) beside
+k<partitions>__g<percent>.throttle (per partition: CFS periods and throttled periods in the run).
 """
 
 import glob
@@ -360,12 +366,266 @@ def summarize(raw_dir, out_dir, command, notes):
     return 0
 
 
+# ------------------------------------------------------------------ scaling (scaling.sh)
+SHARE_COLOURS = {0: "#2ca02c", 1: "#1f77b4", 5: "#ff7f0e", 10: "#d62728"}
+PAPER_FIG8 = [
+    "Figure 8 of the paper (section 7.2.3; in-memory storage, 1000-byte commands, 3 replicas per "
+    "partition on a cluster of dedicated machines) plots throughput and latency of Volery with 1, 2, 4 "
+    "and 8 partitions for 0%, 1%, 5% and 10% create/delete. The text copy of the paper kept with the "
+    "project (`/work/shared/paper/s-smr-fast-ssmr.txt`) has the figure's caption and discussion but "
+    "not its bar values, so no absolute numbers are quoted here. What the paper states:",
+    "",
+    "- throughput grows with the number of partitions in every configuration except 10% create/delete "
+    "from 4 to 8 partitions;",
+    "- Volery with two partitions outperforms ZooKeeper in all of these experiments;",
+    "- latency grows with the share of global commands and with the number of partitions, the extra "
+    "time being spent waiting for signals from the other partitions (figure 8 right); a convoy effect "
+    "makes local commands wait behind global ones (figure 9).",
+]
+
+
+def seconds(text):
+    text = text.strip()
+    for unit, mult in (("ms", 0.001), ("min", 60.0), ("s", 1.0), ("m", 60.0)):
+        if text.endswith(unit):
+            return float(text[: -len(unit)]) * mult
+    return float(text)
+
+
+def load_scaling(raw_dir):
+    """{(k, share): (run, [(periods, throttled)] per partition)} from scaling.sh's files."""
+    runs = {}
+    for path in sorted(glob.glob(os.path.join(raw_dir, "k*__g*.json"))):
+        name = os.path.basename(path)[: -len(".json")]
+        k_part, g_part = name.split("__")
+        k, g = int(k_part[1:]), int(g_part[1:])
+        with open(path) as f:
+            run = json.load(f)
+        throttle = []
+        tpath = path[: -len(".json")] + ".throttle"
+        if os.path.exists(tpath):
+            with open(tpath) as f:
+                for line in f:
+                    parts = line.split()
+                    if len(parts) == 2:
+                        throttle.append((int(parts[0]), int(parts[1])))
+        runs[(k, g)] = (run, throttle)
+    return runs
+
+
+def scaling_metrics(k, run, throttle):
+    """What scaling.md reports of one run: throughput, the measured global share, and CPU per
+    operation per partition (one replica each, so a partition is one process)."""
+    total = run["total"]
+    count = max(total["count"], 1)
+    global_ops = sum(o["count"] for o in run["ops"] if o["op"] in ("create", "delete"))
+    cpu = run.get("server_cpu") or {}
+    per = cpu.get("per_pid_seconds") or []
+    window = run.get("window_secs") or 1.0
+    periods = [t for t in throttle if t[0] > 0]
+    return {
+        "ops": total["ops_per_sec"],
+        "count": total["count"],
+        "errors": total["errors"] + run.get("sessions_failed", 0),
+        "p50": total["latency_ms"]["p50"],
+        "p99": total["latency_ms"]["p99"],
+        "global": global_ops / count,
+        # All server CPU of the window over all operations: with one replica per partition this is
+        # the CPU one partition spends per local operation (front end included); a global operation
+        # runs in all k partitions, so its cost per partition is this divided by k.
+        "cpu_per_op": cpu.get("us_per_op"),
+        # Each partition's CPU over its share (1/k) of the operations: the spread between partitions.
+        "cpu_per_op_each": [s * 1e6 * k / count for s in per],
+        "cores_each": [s / window for s in per],
+        "throttled": (sum(t for _, t in periods) / sum(p for p, _ in periods)) if periods else None,
+    }
+
+
+def line_chart(title, xs, series, xlabel, ylabel, log_x=True):
+    """series: [(name, colour, [(x, y)], dashed)]."""
+    ys = [v for _, _, pts, _ in series for _, v in pts]
+    if not ys:
+        return None
+    ymax = nice_max(max(ys) * 1.05)
+    tx = (lambda v: math.log2(v)) if log_x else (lambda v: v)
+    lo, hi = tx(xs[0]), tx(xs[-1])
+    if hi == lo:
+        hi = lo + 1
+    x = lambda v: ML + (tx(v) - lo) / (hi - lo) * (W - ML - MR)
+    y = lambda v: H - MB - v / ymax * (H - MB - MT)
+    out = svg_open(title)
+    yt = [(y(ymax * i / 5), "{:,.0f}".format(ymax * i / 5) if ymax >= 10 else "{:g}".format(ymax * i / 5)) for i in range(6)]
+    axes(out, [(x(v), str(v)) for v in xs], yt, xlabel, ylabel)
+    for name, colour, pts, dashed in series:
+        if dashed:
+            out.append('<polyline fill="none" stroke="%s" stroke-width="1.5" stroke-dasharray="6,4" points="%s"/>'
+                       % (colour, " ".join("%.1f,%.1f" % (x(a), y(b)) for a, b in pts)))
+        else:
+            polyline(out, [(x(a), y(b)) for a, b in pts], colour)
+    legend(out, [(n, c) for n, c, _, _ in series])
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def spread(values, digits=1):
+    if not values:
+        return "–"
+    return "%s–%s" % (fmt(min(values), digits), fmt(max(values), digits))
+
+
+def scaling(raw_dir, out_dir, budget, command, notes):
+    runs = load_scaling(raw_dir)
+    ks = sorted({k for k, _ in runs})
+    shares = sorted({g for _, g in runs if g != 100})
+    m = {key: scaling_metrics(key[0], *val) for key, val in runs.items()}
+    lines = ["# Volery: scaling with partitions (the paper's figure 8 experiment on one machine)", ""]
+    lines.append("- Date: %s" % time.strftime("%Y-%m-%d %H:%M %Z"))
+    lines.append("- Machine: %s" % machine())
+    if command:
+        lines.append("- Command: `%s`" % command)
+    for n in notes:
+        lines.append("- %s" % n)
+    lines.append("- Shape: k partitions x 1 replica, k = %s, every server on 127.0.0.1 and a client front "
+                 "end for the whole tree; sessions spread round-robin over the k servers, so (k-1)/k of the "
+                 "operations reach a server of another partition first. Local operations: setData of 1000 "
+                 "bytes on keys hashed over all partitions; global operations: create of a 1000-byte znode "
+                 "followed by its delete (both ordered and executed in every partition)." % ", ".join(map(str, ks)))
+    lines.append("- 3 replicas per partition (the paper's setting) are out of reach here: 8 x 3 = 24 servers, "
+                 "each fsyncing its votes, on 2 CPUs would leave a budget of well under 0.1 core per process. "
+                 "With one replica a partition is one process, and its CPU time is the partition's cost.")
+    lines.append("")
+
+    if not runs:
+        lines.append("No run completed.")
+    # ---- cost
+    lines.append("## CPU cost per operation at each partition")
+    lines.append("")
+    lines.append("CPU-microseconds (utime+stime from /proc, all threads, the measured window only). "
+                 "Local setData: all servers' CPU over all operations (each runs in one partition; "
+                 "the range is each partition's CPU over 1/k of the operations). Global create/delete: "
+                 "all servers' CPU over all operations divided by k (each runs in every partition), "
+                 "from the create/delete-only run.")
+    lines.append("")
+    lines.append("| partitions | local setData: CPU-us per op per partition | range over partitions | "
+                 "global create/delete: CPU-us per op per partition | whole cluster per global op |")
+    lines.append("|---:|---:|---:|---:|---:|")
+    for k in ks:
+        loc = m.get((k, 0))
+        glo = m.get((k, 100))
+        lines.append("| %d | %s | %s | %s | %s |" % (
+            k,
+            fmt(loc["cpu_per_op"]) if loc else "not run",
+            spread(loc["cpu_per_op_each"]) if loc else "",
+            fmt(glo["cpu_per_op"] / k) if glo and glo["cpu_per_op"] is not None else "not run",
+            fmt(glo["cpu_per_op"]) if glo and glo["cpu_per_op"] is not None else ""))
+    lines.append("")
+    charts = []
+    cost_series = []
+    pts = [(k, m[(k, 0)]["cpu_per_op"]) for k in ks if (k, 0) in m and m[(k, 0)]["cpu_per_op"] is not None]
+    if pts:
+        cost_series.append(("local setData, per partition", "#2ca02c", pts, False))
+    pts = [(k, m[(k, 100)]["cpu_per_op"] / k) for k in ks if (k, 100) in m and m[(k, 100)]["cpu_per_op"] is not None]
+    if pts:
+        cost_series.append(("global create/delete, per partition", "#d62728", pts, False))
+    svg = line_chart("CPU per operation at each partition", ks, cost_series, "partitions (1 replica each)",
+                     "CPU-us per operation") if ks else None
+    if svg:
+        charts.append(("scaling-cost.svg", svg))
+        lines.append("![CPU per operation at each partition](scaling-cost.svg)")
+        lines.append("")
+
+    # ---- throughput
+    lines.append("## Throughput under a fixed CPU budget per partition" if budget > 0 else "## Throughput (no CPU budget)")
+    lines.append("")
+    if budget > 0:
+        lines.append("Each partition's process may use %g core (CFS quota); k partitions get k x %g cores, "
+                     "so ideal scaling is linear in k. Speedup is against k = 1 with the same share of "
+                     "create/delete." % (budget, budget))
+    lines.append("")
+    lines.append("| partitions | " + " | ".join("%d%% create/delete" % g for g in shares) + " |")
+    lines.append("|---:|" + "---:|" * len(shares))
+    for k in ks:
+        cells = []
+        for g in shares:
+            r, base = m.get((k, g)), m.get((ks[0], g)) if ks else None
+            if r is None:
+                cells.append("not run")
+            else:
+                sp = (" (%.2fx)" % (r["ops"] / base["ops"])) if base and base["ops"] > 0 and k != ks[0] else ""
+                cells.append(fmt(r["ops"]) + sp)
+        lines.append("| %d | %s |" % (k, " | ".join(cells)))
+    lines.append("")
+    tp_series = []
+    for g in shares:
+        pts = [(k, m[(k, g)]["ops"]) for k in ks if (k, g) in m]
+        if pts:
+            tp_series.append(("%d%% create/delete" % g, SHARE_COLOURS.get(g, "#7f7f7f"), pts, False))
+    if (ks and (ks[0], 0) in m) and len(ks) > 1:
+        base = m[(ks[0], 0)]["ops"]
+        tp_series.append(("ideal (k x k=%d at 0%%)" % ks[0], "#999999", [(k, base * k / ks[0]) for k in ks], True))
+    svg = line_chart("Throughput vs partitions" + (", %g core per partition" % budget if budget > 0 else ""),
+                     ks, tp_series, "partitions (1 replica each)", "operations / s") if ks else None
+    if svg:
+        charts.append(("scaling-throughput.svg", svg))
+        lines.append("![Throughput vs partitions](scaling-throughput.svg)")
+        lines.append("")
+
+    # ---- details
+    lines.append("## Every run")
+    lines.append("")
+    lines.append("| partitions | create/delete asked | measured | ops/s | p50 ms | p99 ms | server CPU-us/op | "
+                 "cores per partition | throttled periods (whole run) | errors |")
+    lines.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for (k, g) in sorted(m):
+        r = m[(k, g)]
+        lines.append("| %d | %d%% | %.1f%% | %s | %s | %s | %s | %s | %s | %d |" % (
+            k, g, r["global"] * 100, fmt(r["ops"]), fmt(r["p50"], 2), fmt(r["p99"], 2),
+            fmt(r["cpu_per_op"]), spread(r["cores_each"], 2),
+            "–" if r["throttled"] is None else "%.0f%%" % (r["throttled"] * 100), r["errors"]))
+    lines.append("")
+    if budget > 0:
+        lines.append("Cores per partition at the budget (%g) and most periods throttled means the run was "
+                     "limited by the budget, as intended; well below it means something else (the load "
+                     "generator, the machine's two CPUs, waiting for other partitions) was the limit." % budget)
+        lines.append("")
+
+    lines.append("## The paper's figure 8")
+    lines.append("")
+    lines.extend(PAPER_FIG8)
+    lines.append("")
+
+    os.makedirs(out_dir, exist_ok=True)
+    for fname, svg in charts:
+        with open(os.path.join(out_dir, fname), "w") as f:
+            f.write(svg + "\n")
+    with open(os.path.join(out_dir, "scaling.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return 0
+
+
 def main(argv):
     if len(argv) >= 2 and argv[1] == "ports":
         print(" ".join(str(p) for p in free_ports(int(argv[2]))))
         return 0
     if len(argv) >= 4 and argv[1] == "wait":
         return wait(argv[2:-1], float(argv[-1]))
+    if len(argv) == 3 and argv[1] == "seconds":
+        print(int(math.ceil(seconds(argv[2]))))
+        return 0
+    if len(argv) >= 4 and argv[1] == "scaling":
+        budget, command, notes, rest = 0.0, "", [], argv[4:]
+        while rest:
+            if rest[0] == "--budget" and len(rest) > 1:
+                budget, rest = float(rest[1]), rest[2:]
+            elif rest[0] == "--command" and len(rest) > 1:
+                command, rest = rest[1], rest[2:]
+            elif rest[0] == "--note" and len(rest) > 1:
+                notes.append(rest[1])
+                rest = rest[2:]
+            else:
+                print("unknown argument %s" % rest[0], file=sys.stderr)
+                return 2
+        return scaling(argv[2], argv[3], budget, command, notes)
     if len(argv) >= 4 and argv[1] == "summarize":
         command, notes, rest = "", [], argv[4:]
         while rest:

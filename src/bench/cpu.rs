@@ -46,9 +46,9 @@ fn clock_ticks_per_sec() -> u64 {
     }
 }
 
-/// CPU time of several processes, summed.
-pub fn total_cpu(pids: &[u32]) -> Result<Duration, BenchError> {
-    pids.iter().map(|&p| process_cpu(p)).sum()
+/// CPU time of each of several processes, in order.
+pub fn each_cpu(pids: &[u32]) -> Result<Vec<Duration>, BenchError> {
+    pids.iter().map(|&p| process_cpu(p)).collect()
 }
 
 #[cfg(test)]
@@ -78,5 +78,15 @@ mod tests {
             "{before:?} -> {after:?} after spinning ({x})"
         );
         assert!(process_cpu(u32::MAX).is_err());
+    }
+
+    #[test]
+    fn each_cpu_keeps_the_order_of_pids_and_fails_on_any_missing() {
+        let me = std::process::id();
+        let each = each_cpu(&[me, me]).unwrap();
+        assert_eq!(each.len(), 2);
+        assert!(each[0] <= each[1], "read in order: {each:?}");
+        assert!(each_cpu(&[me, u32::MAX]).is_err());
+        assert!(each_cpu(&[]).unwrap().is_empty());
     }
 }

@@ -383,8 +383,8 @@ async fn measure(
     let mut progress = Progress::new(&shared, args.sessions, args.quiet);
     let mut interrupted = progress.run_until(started + args.warmup, "warmup").await;
 
-    let server_before = cpu::total_cpu(&args.server_pids);
-    let client_before = cpu::process_cpu(std::process::id());
+    let server_before = cpu::each_cpu(&args.server_pids);
+    let client_before = cpu::each_cpu(&[std::process::id()]);
     let before_replies = shared.replies.load(Ordering::Relaxed);
     shared.phase.store(phase::MEASURE, Ordering::Relaxed);
     let window_start = Instant::now();
@@ -396,8 +396,8 @@ async fn measure(
     }
     shared.phase.store(phase::STOP, Ordering::Relaxed);
     let window = window_start.elapsed();
-    let server_after = cpu::total_cpu(&args.server_pids);
-    let client_after = cpu::process_cpu(std::process::id());
+    let server_after = cpu::each_cpu(&args.server_pids);
+    let client_after = cpu::each_cpu(&[std::process::id()]);
     let window_replies = shared.replies.load(Ordering::Relaxed) - before_replies;
 
     let mut stats = Vec::with_capacity(tasks.len());
@@ -412,15 +412,22 @@ async fn measure(
     let (ops, total) = merged.rows(secs);
     let ops_done = total.count.max(1) as f64;
     let cpu_use = |pids: Vec<u32>,
-                   before: Result<Duration, BenchError>,
-                   after: Result<Duration, BenchError>| match (before, after) {
+                   before: Result<Vec<Duration>, BenchError>,
+                   after: Result<Vec<Duration>, BenchError>| match (before, after)
+    {
         (Ok(b), Ok(a)) => {
-            let used: Duration = a.saturating_sub(b);
+            let each: Vec<Duration> = a
+                .iter()
+                .zip(&b)
+                .map(|(a, b)| a.saturating_sub(*b))
+                .collect();
+            let used: Duration = each.iter().sum();
             Some(CpuUse {
                 pids,
                 cpu_seconds: used.as_secs_f64(),
                 us_per_op: used.as_secs_f64() * 1e6 / ops_done,
                 cores: used.as_secs_f64() / secs.max(1e-9),
+                per_pid_seconds: each.iter().map(Duration::as_secs_f64).collect(),
             })
         }
         (Err(e), _) | (_, Err(e)) => {

@@ -55,6 +55,8 @@ pub struct CpuUse {
     pub us_per_op: f64,
     /// CPU seconds per wall second (1.0 = one core busy).
     pub cores: f64,
+    /// CPU seconds of each process, in `pids` order.
+    pub per_pid_seconds: Vec<f64>,
 }
 
 /// How the run was set up.
@@ -66,7 +68,7 @@ pub struct RunConfig {
     pub outstanding: usize,
     pub value_size: usize,
     pub mix: String,
-    /// Share of mix picks that are global in Volery (create, with its delete).
+    /// Share of operations that are global in Volery (creates and their deletes).
     pub global_share: f64,
     pub keys: u32,
     pub warmup_secs: f64,
@@ -276,6 +278,15 @@ impl Report {
                     "{who} CPU: {:.2} s ({:.2} cores) over pids {:?}: {:.1} us/op",
                     cpu.cpu_seconds, cpu.cores, cpu.pids, cpu.us_per_op
                 );
+                if cpu.pids.len() > 1 {
+                    let each: Vec<String> = cpu
+                        .pids
+                        .iter()
+                        .zip(&cpu.per_pid_seconds)
+                        .map(|(p, s)| format!("{p}: {s:.2} s"))
+                        .collect();
+                    let _ = writeln!(t, "  per pid: {}", each.join(", "));
+                }
             }
         }
         t

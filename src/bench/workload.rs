@@ -99,15 +99,18 @@ impl Mix {
         self.weights.iter().map(|&(k, _)| k)
     }
 
-    /// The share of picks that start a global operation (a create, whose delete follows).
+    /// The share of operations sent that are global, the paper's "rate of create/delete
+    /// commands": a create pick sends two operations (the create, then its delete), so
+    /// `set=90,create=5` is 10% global.
     pub fn global_share(&self) -> f64 {
-        let global: u32 = self
+        let created: u32 = self
             .weights
             .iter()
             .filter(|(k, _)| k.is_global())
             .map(|&(_, w)| w)
             .sum();
-        f64::from(global) / f64::from(self.total)
+        let sent = f64::from(self.total) + f64::from(created);
+        2.0 * f64::from(created) / sent
     }
 }
 
@@ -390,7 +393,17 @@ mod tests {
         assert_eq!(m.to_string(), "set=50,get=50");
         assert_eq!(m.global_share(), 0.0);
         let m: Mix = "set=3,create=1".parse().unwrap();
-        assert_eq!(m.global_share(), 0.25);
+        assert_eq!(m.global_share(), 0.4);
+        for (mix, share) in [
+            ("set=100", 0.0),
+            ("set=198,create=1", 0.01),
+            ("set=190,create=5", 0.05),
+            ("set=90,create=5", 0.10),
+            ("create=1", 1.0),
+        ] {
+            let m: Mix = mix.parse().unwrap();
+            assert!((m.global_share() - share).abs() < 1e-12, "{mix}");
+        }
         assert!("delete=1".parse::<Mix>().is_err());
         assert!("set=1,set=2".parse::<Mix>().is_err());
         assert!("set=0".parse::<Mix>().is_err());
