@@ -541,7 +541,11 @@ async fn two_partitions_of_three_stay_linearizable_through_kills() {
             .await;
             let began = Instant::now();
             cluster.restart(victim).await;
-            eprintln!("server.{} ready again after {:?}", victim + 1, began.elapsed());
+            eprintln!(
+                "server.{} ready again after {:?}",
+                victim + 1,
+                began.elapsed()
+            );
             load.phase("replica restarted", Duration::from_secs(2), &all, false)
                 .await;
         }

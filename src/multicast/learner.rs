@@ -159,7 +159,10 @@ mod tests {
     fn groups_merge_by_time_once_every_head_is_known() {
         let mut l = Learner::new(&[(10, 1), (20, 1)]).unwrap();
         assert!(l.on_decided(20, 1, at(5)).is_empty());
-        assert!(l.on_decided(20, 2, at(7)).is_empty(), "group 10's head unknown");
+        assert!(
+            l.on_decided(20, 2, at(7)).is_empty(),
+            "group 10's head unknown"
+        );
         let d = l.on_decided(10, 1, at(6));
         assert_eq!(order(&d), vec![(20, 1), (10, 1)]);
         // Group 10 is now headless: group 20 waits even though its head is old.
@@ -197,8 +200,14 @@ mod tests {
             }
             out
         };
-        let full = run(&mut Learner::new(&[(1, 1), (2, 1), (3, 1)]).unwrap(), &decided);
-        let again = run(&mut Learner::new(&[(1, 1), (2, 1), (3, 1)]).unwrap(), &shuffled);
+        let full = run(
+            &mut Learner::new(&[(1, 1), (2, 1), (3, 1)]).unwrap(),
+            &decided,
+        );
+        let again = run(
+            &mut Learner::new(&[(1, 1), (2, 1), (3, 1)]).unwrap(),
+            &shuffled,
+        );
         assert_eq!(order(&full), order(&again));
         for cut in 0..full.len() {
             let mut next = [1u64; 3];
