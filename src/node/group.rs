@@ -1127,8 +1127,7 @@ mod tests {
                 members: vec![1],
             })
             .collect();
-        let opts = GroupOptions::for_groups(1, specs);
-        opts
+        GroupOptions::for_groups(1, specs)
     }
 
     /// Receives `n` deliveries.
