@@ -28,7 +28,11 @@ check made without --partitioned), and a czxid or pzxid (only create and delete
 set them, and those go to every partition, so the value is unique) must not
 be shared with any other command. What is no longer checked: that two local
 commands (setData, or a multi without create/delete) on different znodes got
-different zxids.
+different zxids. Also with --partitioned, a session never sets a data watch
+(getData or exists) on a path where it holds a persistent recursive watch:
+ZooKeeper 3.8 then replaces the recursive watch by a one-shot one
+(ZOOKEEPER-4466, fixed in 3.9); a partitioned Volery keeps the recursive watch,
+as 3.9 does, because its other partitions never see that read.
 
 Usage: differential.py [--seed N] [--ops N] [--target HOST[:PORT][,...]] [--partitioned]
 With no --target a second real ZooKeeper is started, which validates the harness
@@ -36,6 +40,7 @@ itself (it must report 0 divergences).
 """
 
 import argparse
+import os
 import random
 import sys
 import time
@@ -388,6 +393,7 @@ class Model:
         self.known = {base}
         self.versions = {}  # path -> (version, aversion)
         self.ephemerals = {}  # session index -> set of paths
+        self.recursive = {}  # session index -> paths with a persistent recursive watch
         self.sessions = list(range(SESSIONS))
         self.next_session = SESSIONS
 
@@ -407,9 +413,15 @@ NAMES = ["a", "b", "c", "d", "e", "f"]
 
 
 class Generator:
-    def __init__(self, rng, model):
+    def __init__(self, rng, model, partitioned=False):
         self.rng = rng
         self.m = model
+        self.partitioned = partitioned
+
+    def data_watch(self, s, p):
+        """Whether a getData/exists sets a watch (see the module doc on --partitioned)."""
+        w = self.rng.random() < 0.5
+        return w and not (self.partitioned and p in self.m.recursive.get(s, ()))
 
     def existing(self):
         known = sorted(self.m.known)
@@ -519,11 +531,11 @@ class Generator:
             return "call", s, SetData(p, self.data(), v), "setData(%r, %d)" % (p, v)
         if r < 0.51:
             p = self.path()
-            w = rng.random() < 0.5
+            w = self.data_watch(s, p)
             return "call", s, GetData(p, noop_watcher if w else None), "getData(%r, watch=%s)" % (p, w)
         if r < 0.58:
             p = self.path()
-            w = rng.random() < 0.5
+            w = self.data_watch(s, p)
             return "call", s, Exists(p, noop_watcher if w else None), "exists(%r, watch=%s)" % (p, w)
         if r < 0.66:
             p = self.path()
@@ -586,6 +598,9 @@ class TargetLost(Exception):
 
 
 
+TRACE = bool(os.environ.get("DIFFERENTIAL_TRACE"))
+
+
 class Runner:
     def __init__(self, reference, target, seed, ops, max_report, partitioned=False):
         self.zxids = ZxidRelation(reference, target) if partitioned else None
@@ -598,7 +613,7 @@ class Runner:
         self.rng = random.Random(seed)
         self.base = "/differential-%s" % uuid.uuid4().hex[:10]
         self.model = Model(self.base)
-        self.gen = Generator(self.rng, self.model)
+        self.gen = Generator(self.rng, self.model, partitioned)
         self.divergences = 0
         self.compared = 0
         self.lost = 0  # consecutive replies that were connection errors
@@ -659,6 +674,8 @@ class Runner:
     def step(self):
         kind, s, payload, desc = self.gen.next()
         desc = "[s%d] %s" % (s, desc)
+        if TRACE:
+            print("  op %d: %s" % (self.op_index, desc), flush=True)
         if kind == "call":
             reply = self.both(lambda side: side.call(s, payload), desc)
             self.learn(s, payload, reply)
@@ -691,6 +708,11 @@ class Runner:
     def learn(self, s, req, reply):
         """Update the generator's model from the reference's reply."""
         m = self.model
+        ok = not isinstance(reply, BaseException)
+        if isinstance(req, AddWatch) and req.mode == 1 and ok:
+            m.recursive.setdefault(s, set()).add(req.path)
+        elif isinstance(req, WatchesRequest) and req.type == 18 and req.wtype in (2, 3) and ok:
+            m.recursive.get(s, set()).discard(req.path)
         if isinstance(req, (Create, Create2)) and not isinstance(reply, BaseException):
             path = reply if isinstance(req, Create) else reply[0]
             m.known.add(path)

@@ -222,11 +222,14 @@ pub struct ZkService {
 impl ZkService {
     /// Partition `partition` of `partitions`, starting from `zk` (fresh, or restored from this
     /// partition's checkpoint). Panics if `partition >= partitions` (a configuration error).
-    pub fn new(zk: Zk, partition: PartitionId, partitions: u32) -> ZkService {
+    pub fn new(mut zk: Zk, partition: PartitionId, partitions: u32) -> ZkService {
         assert!(
             partition < partitions,
             "partition {partition} out of 0..{partitions}"
         );
+        if partitions > 1 {
+            zk.set_partitioned();
+        }
         ZkService {
             zk,
             partition,

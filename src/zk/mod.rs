@@ -222,6 +222,13 @@ impl Zk {
         }
     }
 
+    /// This tree is one partition of several: a recursive data watch covers other partitions'
+    /// znodes, so a command only this partition sees must not change its mode. (A recursive entry
+    /// among child watches never fires, so 3.8's replacement there is kept.)
+    pub fn set_partitioned(&mut self) {
+        self.data_watches.keep_recursive_under_standard();
+    }
+
     /// Whether `op` takes a new zxid.
     pub fn is_write(op: &Op) -> bool {
         match op {

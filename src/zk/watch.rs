@@ -28,6 +28,10 @@ pub struct Manager {
     by_session: BTreeMap<SessionId, BTreeSet<String>>,
     modes: BTreeMap<SessionId, BTreeMap<String, Mode>>,
     recursive: usize,
+    /// Set on a partitioned tree: a standard watch leaves a recursive one on the same path in place.
+    /// 3.8's replacement (ZOOKEEPER-4466, fixed in 3.9) would drop the recursive watch only in the
+    /// path's own partition while the others kept firing for their descendants.
+    recursive_outlives_standard: bool,
 }
 
 impl Manager {
@@ -42,6 +46,12 @@ impl Manager {
     /// `WatcherModeManager.setWatcherMode`: a standard watch replaces a persistent one on the same
     /// path (3.8 keeps one mode per session and path).
     fn set_mode(&mut self, session: SessionId, path: &str, mode: Mode) {
+        if mode == Mode::Standard
+            && self.recursive_outlives_standard
+            && self.mode(session, path) == Mode::PersistentRecursive
+        {
+            return;
+        }
         let old = if mode == Mode::Standard {
             let old = self.modes.get_mut(&session).and_then(|m| m.remove(path));
             if self.modes.get(&session).is_some_and(|m| m.is_empty()) {
@@ -61,6 +71,11 @@ impl Manager {
         } else if is && !was {
             self.recursive += 1;
         }
+    }
+
+    /// See [`Manager::recursive_outlives_standard`]'s field.
+    pub fn keep_recursive_under_standard(&mut self) {
+        self.recursive_outlives_standard = true;
     }
 
     /// `WatchManager.addWatch`.
@@ -245,6 +260,26 @@ mod tests {
         assert!(m.trigger("/a", EventType::NodeChildrenChanged).is_empty());
         assert_eq!(m.trigger("/a", EventType::NodeDeleted), BTreeSet::from([1]));
         assert!(m.trigger("/ab", EventType::NodeCreated).is_empty());
+    }
+
+    #[test]
+    fn standard_watch_leaves_recursive_mode_on_a_partitioned_tree() {
+        let mut m = Manager::default();
+        m.keep_recursive_under_standard();
+        m.add("/a", 1, Mode::PersistentRecursive);
+        m.add("/a", 1, Mode::Standard);
+        assert_eq!(
+            m.trigger("/a", EventType::NodeDataChanged),
+            BTreeSet::from([1])
+        );
+        assert_eq!(
+            m.trigger("/a/b", EventType::NodeCreated),
+            BTreeSet::from([1])
+        );
+        assert_eq!(
+            m.trigger("/a", EventType::NodeDataChanged),
+            BTreeSet::from([1])
+        );
     }
 
     #[test]
