@@ -348,6 +348,10 @@ impl Replica {
                     signals.extend(s);
                     self.queued.push_back(queued);
                 }
+                // A multi-partition command reaches every partition through the global group; those
+                // outside its destination (with k > 2) take no part in it.
+                Err(crate::ssmr::Error::NotInDest { id, .. })
+                    if id.group == self.layout.global_group() => {}
                 Err(e) => tracing::error!(error = %e, "command not executable here; skipped"),
             }
         }
