@@ -499,7 +499,6 @@ async fn three_servers_stay_linearizable_through_kills_restarts_and_a_pause() {
 /// spread over both partitions; a replica of each partition is killed with -9 and restarted in
 /// turn, and the whole history must stay linearizable with every live server making progress.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known bug: a restarted replica of a partitioned cluster takes 25-60 s to accept a session (READY_TIMEOUT is 60 s), see issue 7's progress note; run with --ignored"]
 async fn two_partitions_of_three_stay_linearizable_through_kills() {
     if Flavor::from_env() == Flavor::ZooKeeper {
         return; // partitions are Volery's

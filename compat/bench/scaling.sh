@@ -2,7 +2,8 @@
 # Volery's scaling with partitions (the paper's figure 8 experiment, on one machine): for each k,
 # k partitions x 1 replica on 127.0.0.1, each partition's process held to a fixed CPU budget by a
 # cgroup (v1 cpu controller, CFS quota), the load generator in its own unlimited cgroup; `volery
-# bench` setData 1 KB over keys spread across all partitions, with 0/1/5/10% of the operations
+# bench --local` setData 1 KB, each session on the keys of its server's partition (the paper's
+# local commands: clients send them to their own partition), with 0/1/5/10% of the operations
 # being create/delete (global: ordered and executed in every partition), plus a create/delete-only
 # run for the cost of a global operation.
 #
@@ -15,6 +16,7 @@
 #   --sessions N         sessions of every run (default 32, spread round-robin over the servers)
 #   --outstanding N      requests each session keeps in flight (default 25)
 #   --keys N             keys set by setData (default 1000; they hash over the partitions)
+#   --spread             sessions pick keys of every partition, not of their server's only
 #   --warmup D           warm-up of every run (default 3s)
 #   --duration D         measured window of every run (default 10s)
 #   --quick              1s warm-up, 4s windows (a smoke test)
@@ -29,10 +31,10 @@ set -uo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 VOLERY="" PARTS="1,2,4,8" SHARES="0,1,5,10" CPU=0.2 BUDGET=1 SESSIONS=32 OUTSTANDING=25 KEYS=1000
-WARMUP=3s DURATION=10s MAX_MINUTES=45 OUT="$HERE/results"
+WARMUP=3s DURATION=10s MAX_MINUTES=45 OUT="$HERE/results" LOCAL=--local
 NOTES=()
 COMMAND="compat/bench/scaling.sh $*"
-usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --volery) VOLERY="${2:-}"; shift 2 || usage ;;
@@ -43,6 +45,7 @@ while [ $# -gt 0 ]; do
     --sessions) SESSIONS="${2:-}"; shift 2 || usage ;;
     --outstanding) OUTSTANDING="${2:-}"; shift 2 || usage ;;
     --keys) KEYS="${2:-}"; shift 2 || usage ;;
+    --spread) LOCAL=""; shift ;;
     --warmup) WARMUP="${2:-}"; shift 2 || usage ;;
     --duration) DURATION="${2:-}"; shift 2 || usage ;;
     --quick) WARMUP=1s; DURATION=4s; shift ;;
@@ -203,7 +206,7 @@ run_bench() {
   for i in "${!CGS[@]}"; do before+=("$(throttled "${CGS[$i]}")"); done
   local limit=$(( $("${PY[@]}" seconds "$WARMUP") + $("${PY[@]}" seconds "$DURATION") + 120 ))
   timeout -k 5 "$limit" sh -c "$IN_CGROUP" "${CG:+$CG/loadgen}" "$VOLERY" bench --servers "$SERVERS" --sessions "$SESSIONS" --outstanding "$OUTSTANDING" \
-    --mix "$mix" --size 1000 --keys "$KEYS" --warmup "$WARMUP" --duration "$DURATION" \
+    --mix "$mix" $LOCAL --size 1000 --keys "$KEYS" --warmup "$WARMUP" --duration "$DURATION" \
     --server-pids "$PIDS" --label "k$k/g$g" --quiet --json "$dir/$name.json" >"$WORK/$name.out" 2>&1
   local rc=$?
   for i in "${!CGS[@]}"; do after+=("$(throttled "${CGS[$i]}")"); done
@@ -261,7 +264,7 @@ fi
   --command "$COMMAND" \
   --note "Volery at $REV: $VOLERY (server and load generator)" \
   --note "$BUDGET_NOTE" \
-  --note "Each run: $SESSIONS sessions x $OUTSTANDING outstanding, setData 1 KB values on $KEYS keys, warm-up $WARMUP, measured window $DURATION; a fresh cluster for each k." \
+  --note "Each run: $SESSIONS sessions x $OUTSTANDING outstanding, setData 1 KB values on $KEYS keys (${LOCAL:+each session on its partition's keys}${LOCAL:-keys of every partition}), warm-up $WARMUP, measured window $DURATION; a fresh cluster for each k." \
   "${NOTES[@]}"
 echo "scaling: results in $OUT/scaling.md" >&2
 if [ ${#FAILED[@]} -gt 0 ]; then

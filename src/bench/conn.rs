@@ -180,3 +180,23 @@ pub fn error_name(code: i32) -> String {
         None => format!("code{code}"),
     }
 }
+
+/// Sends the four-letter word `cmd` to `addr` and returns everything the server wrote before
+/// closing the connection.
+pub async fn four_letter(addr: SocketAddr, cmd: &str, limit: Duration) -> Result<String, BenchError> {
+    let exchange = async {
+        let mut stream = TcpStream::connect(addr).await?;
+        stream.write_all(cmd.as_bytes()).await?;
+        let mut out = Vec::new();
+        stream.read_to_end(&mut out).await?;
+        Ok::<_, std::io::Error>(String::from_utf8_lossy(&out).into_owned())
+    };
+    match tokio::time::timeout(limit, exchange).await {
+        Ok(Ok(text)) => Ok(text),
+        Ok(Err(source)) => Err(BenchError::Connect { addr, source }),
+        Err(_) => Err(BenchError::Handshake {
+            addr,
+            reason: format!("no answer to {cmd} within {limit:?}"),
+        }),
+    }
+}

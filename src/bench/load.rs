@@ -125,6 +125,18 @@ impl<'a> Session<'a> {
         }
     }
 
+    /// A key to set or read: uniform over the run's keys, or over this session's server's
+    /// partition with `--local`.
+    fn key(&mut self) -> u64 {
+        match &self.workload.key_sets {
+            Some(sets) => {
+                let set = &sets[self.index as usize % sets.len()];
+                set[self.rng.below(set.len() as u64) as usize]
+            }
+            None => self.rng.below(u64::from(self.workload.keys)),
+        }
+    }
+
     /// Fills free slots up to `outstanding` with new requests stamped `now`.
     fn refill(&mut self, now: Instant) {
         while self.pending.len() < self.outstanding {
@@ -143,10 +155,9 @@ impl<'a> Session<'a> {
                 }
             };
             let xid = self.next_xid();
-            let keys = u64::from(self.workload.keys);
             let (a, b) = match kind {
                 OpKind::Create | OpKind::Delete => (node, 0),
-                _ => (self.rng.below(keys), self.rng.below(keys)),
+                _ => (self.key(), self.key()),
             };
             self.workload.append(kind, xid, a, b, &mut self.wbuf);
             self.pending.push_back(Pending {

@@ -87,6 +87,11 @@ pub struct BenchArgs {
     /// No per-second progress line on stderr.
     #[arg(long)]
     pub quiet: bool,
+    /// Local commands only (the paper's clients): each session's set, get, exists and multi pick
+    /// among the keys of the partition its server replicates (asked with `mntr`), so none is
+    /// multi-partition; create/delete stay global.
+    #[arg(long)]
+    pub local: bool,
 }
 
 /// Why a bench run failed.
@@ -232,12 +237,11 @@ async fn run_async(args: BenchArgs) -> Result<Report, BenchError> {
             .unwrap_or(0)
     );
     let run_path = format!("{}/{}", args.root, run_id);
-    let workload = Arc::new(Workload::new(
-        args.mix.clone(),
-        args.keys,
-        args.size,
-        run_path.clone(),
-    ));
+    let mut workload = Workload::new(args.mix.clone(), args.keys, args.size, run_path.clone());
+    if args.local {
+        workload.key_sets = Some(local_key_sets(&addrs, args.keys, &run_path).await?);
+    }
+    let workload = Arc::new(workload);
 
     setup(addrs[0], &args, &workload).await?;
     let result = measure(&addrs, &args, &workload).await;
@@ -248,6 +252,37 @@ async fn run_async(args: BenchArgs) -> Result<Report, BenchError> {
         eprintln!("bench: cleanup of {run_path} incomplete: {e}");
     }
     Ok(report)
+}
+
+/// Per server, the keys of the partition it replicates (its `mntr` `zk_partition` of
+/// `zk_partitions`; a server without them holds the whole tree).
+async fn local_key_sets(
+    addrs: &[SocketAddr],
+    keys: u32,
+    run_path: &str,
+) -> Result<Vec<Arc<[u64]>>, BenchError> {
+    let mut sets = Vec::with_capacity(addrs.len());
+    for &addr in addrs {
+        let mntr = conn::four_letter(addr, "mntr", CONNECT_TIMEOUT).await?;
+        let field = |name: &str| -> Option<u32> {
+            mntr.lines()
+                .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        };
+        let (p, k) = match (field("zk_partition\t"), field("zk_partitions\t")) {
+            (Some(p), Some(k)) if p < k => (p, k),
+            _ => (0, 1),
+        };
+        let set: Arc<[u64]> = (0..u64::from(keys))
+            .filter(|&i| crate::ssmr::partition_of(&key_path(run_path, i), k) == p)
+            .collect();
+        if set.is_empty() {
+            return Err(BenchError::Args(format!(
+                "--local: no key of the {keys} falls in partition {p} of {k} ({addr}); use more --keys"
+            )));
+        }
+        sets.push(set);
+    }
+    Ok(sets)
 }
 
 fn check(op: &'static str, path: &str, code: i32, allowed: &[ErrorCode]) -> Result<(), BenchError> {

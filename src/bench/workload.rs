@@ -264,6 +264,8 @@ pub struct Workload {
     pub keys: u32,
     pub value: Vec<u8>,
     pub run_path: String,
+    /// With `--local`, per server (in `--servers` order) the keys its sessions pick from.
+    pub key_sets: Option<Vec<std::sync::Arc<[u64]>>>,
     templates: [Template; OpKind::COUNT],
     create_path_len: usize,
 }
@@ -324,6 +326,7 @@ impl Workload {
             value,
             create_path_len: node.len(),
             run_path,
+            key_sets: None,
             templates,
         }
     }

@@ -47,6 +47,10 @@ pub struct MemberOptions {
     pub heartbeat_ms: u64,
     /// Silence after which a member (or the leader) is suspected.
     pub election_ms: u64,
+    /// How long a starting member only listens before it may stand for election: at least
+    /// `election_ms`, and longer than the others take to reconnect to it, so a restarted member
+    /// hears the leader that exists instead of preempting it.
+    pub startup_listen_ms: u64,
     /// Lag without progress after which a learner asks for the decisions it missed.
     pub catch_up_ms: u64,
     /// Most decisions in one catch-up answer.
@@ -59,6 +63,7 @@ impl Default for MemberOptions {
             coordinator: CoordinatorOptions::default(),
             heartbeat_ms: 50,
             election_ms: 500,
+            startup_listen_ms: 500,
             catch_up_ms: 100,
             catch_up_batch: 256,
         }
@@ -634,7 +639,8 @@ impl Member {
     /// from, and those members form a quorum.
     fn elect(&mut self, gi: usize, out: &mut Outputs) {
         if self.groups[gi].members.len() > 1
-            && self.now.saturating_sub(self.started) < self.opts.election_ms
+            && self.now.saturating_sub(self.started)
+                < self.opts.election_ms.max(self.opts.startup_listen_ms)
         {
             return; // first listen for a leader that may already exist
         }

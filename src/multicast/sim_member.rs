@@ -120,6 +120,7 @@ impl Scenario {
             },
             heartbeat_ms: 10,
             election_ms: 80,
+            startup_listen_ms: 80,
             catch_up_ms: 30,
             catch_up_batch: 16,
         }

@@ -575,6 +575,8 @@ pub async fn start(cfg: &Config) -> Result<Started, NodeError> {
     if let Some(spec) = &spec {
         group_opts.member.heartbeat_ms = (cfg.tick_time_ms as u64 / 10).clamp(10, 200);
         group_opts.member.election_ms = (group_opts.member.heartbeat_ms * 10).max(500);
+        group_opts.member.startup_listen_ms =
+            group_opts.member.election_ms + crate::peer::RECONNECT_MAX_BACKOFF.as_millis() as u64;
         group_opts.member.catch_up_ms = group_opts.member.heartbeat_ms * 2;
         let l = cluster::connect(
             spec,

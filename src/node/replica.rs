@@ -34,6 +34,10 @@ use crate::zk::{Applied, Command, Op, SessionId, Zk};
 const STATE_TRANSFER_PATIENCE: Duration = Duration::from_secs(5);
 /// How long a multi-partition command may wait for a signal before it is asked for again.
 const SIGNAL_PATIENCE: Duration = Duration::from_millis(300);
+/// Most signals sent back for one `SignalRequest`: the one asked for and those of the commands
+/// after it, so a replica catching up waits [`SIGNAL_PATIENCE`] once per this many
+/// multi-partition commands, not once per command.
+const SIGNAL_RESEND_BATCH: usize = 1024;
 /// Bits of an outcome `seq` that hold the command's index in its batch.
 const SEQ_INDEX_BITS: u32 = 20;
 
@@ -375,10 +379,13 @@ impl Replica {
                 Err(e) => tracing::warn!(error = %e, "malformed signal dropped"),
             },
             ReplicaInput::SignalRequest { from, cmd } => {
-                if let Some(out) = self.exec.sent_signal(cmd) {
-                    if let Some(peers) = self.node.inner.peers.get() {
-                        peers.send(from, PeerFrame::Signal(out.signal.encode()).encode());
-                    }
+                let (Some(peers), Some(to)) =
+                    (self.node.inner.peers.get(), self.layout.partition_of(from))
+                else {
+                    return;
+                };
+                for out in self.exec.sent_signals_from(cmd, to, SIGNAL_RESEND_BATCH) {
+                    peers.send(from, PeerFrame::Signal(out.signal.encode()).encode());
                 }
             }
         }

@@ -32,6 +32,8 @@
 mod frame;
 mod inbound;
 mod outbound;
+/// The longest a link waits before it tries to reconnect to a peer.
+pub use outbound::MAX_BACKOFF as RECONNECT_MAX_BACKOFF;
 #[cfg(test)]
 mod tests;
 

@@ -16,7 +16,7 @@ use super::{LinkError, PeerEvent, PeerId};
 /// First redial delay after a failure.
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 /// Longest redial delay.
-const MAX_BACKOFF: Duration = Duration::from_secs(1);
+pub const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// A link that stayed up this long resets the backoff when it breaks.
 const STABLE_LINK: Duration = Duration::from_secs(1);
 /// Time allowed to connect and exchange handshakes.

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use super::{CmdId, Error, PartitionId, Service, Signal};
 use crate::multicast::GroupId;
 
-/// Signals of executed multi-partition commands kept for re-sending ([`Executor::sent_signal`]).
+/// Signals of executed multi-partition commands kept for re-sending ([`Executor::sent_signals_from`]).
 pub const RESEND_MEMORY: usize = 16_384;
 
 /// The largest clock a signal may carry; larger ones are dropped as garbage, which leaves 2^62
@@ -240,21 +240,28 @@ impl<S: Service> Executor<S> {
         (!missing.is_empty()).then_some((head.id, missing))
     }
 
-    /// The signal this replica sent for `cmd`, if it still has it: the command is queued and its
-    /// signal left, or it is among the last [`RESEND_MEMORY`] multi-partition commands executed.
-    pub fn sent_signal(&self, cmd: CmdId) -> Option<SignalOut> {
-        if let Some(s) = self.resend.get(&cmd) {
-            return Some(s.clone());
-        }
-        let p = self.queue.iter().find(|p| p.id == cmd)?;
-        let sent = p.sent.as_ref()?;
-        Some(signal_out(
-            self.partition,
-            p.id,
-            &p.dest,
-            sent.clock,
-            sent.facts.clone(),
-        ))
+    /// The signals this replica still has for `cmd` and the multi-partition commands after it that
+    /// involve partition `to`, in command order, at most `max`: what a replica that missed them
+    /// (restarted, or cut off) needs to execute that stretch without asking once per command. It
+    /// has a signal while its command is queued with the signal sent, and for the last
+    /// [`RESEND_MEMORY`] multi-partition commands executed.
+    pub fn sent_signals_from(&self, cmd: CmdId, to: PartitionId, max: usize) -> Vec<SignalOut> {
+        let executed = self.resend.range(cmd..).map(|(_, s)| s.clone());
+        let queued = self.queue.iter().filter(|p| p.id >= cmd).filter_map(|p| {
+            let sent = p.sent.as_ref()?;
+            Some(signal_out(
+                self.partition,
+                p.id,
+                &p.dest,
+                sent.clock,
+                sent.facts.clone(),
+            ))
+        });
+        executed
+            .chain(queued)
+            .filter(|s| s.to.contains(&to))
+            .take(max)
+            .collect()
     }
 
     /// Delivers `cmd` and executes every command that can run. See [`Executor::enqueue`].

@@ -913,22 +913,73 @@ fn a_lost_signal_is_named_by_waiting_and_sent_again_from_memory() {
     let s0 = p0.deliver(c, txn(vec![a, b], vec![a, b])).unwrap();
     assert_eq!(p0.waiting(), Some((c, vec![1])));
     assert_eq!(
-        p0.sent_signal(c),
-        Some(s0.signals[0].clone()),
+        p0.sent_signals_from(c, 1, 10),
+        vec![s0.signals[0].clone()],
         "queued and sent"
     );
+    assert!(p0.sent_signals_from(c, 0, 10).is_empty(), "not its own");
     // Partition 1 executes; its signal to partition 0 is lost.
     p1.deliver(c, txn(vec![a, b], vec![a, b])).unwrap();
     let done = p1.on_signal(s0.signals[0].signal.clone());
     assert_eq!(done.outputs.len(), 1);
     assert_eq!(p0.waiting(), Some((c, vec![1])), "still waiting");
-    let again = p1
-        .sent_signal(c)
-        .expect("an executed command's signal is remembered");
-    assert_eq!(again.to, vec![0]);
-    assert!(p1.sent_signal(CmdId::new(GLOBAL, 9, 0)).is_none());
-    let s = p0.on_signal(again.signal);
+    let again = p1.sent_signals_from(c, 0, 10);
+    assert_eq!(again.len(), 1, "an executed command's signal is remembered");
+    assert_eq!(again[0].to, vec![0]);
+    assert!(p1
+        .sent_signals_from(CmdId::new(GLOBAL, 9, 0), 0, 10)
+        .is_empty());
+    let s = p0.on_signal(again[0].signal.clone());
     assert_eq!(s.outputs.len(), 1);
     assert_eq!(s.outputs[0].output, done.outputs[0].output);
     assert_eq!(p0.waiting(), None);
+}
+
+#[test]
+fn a_replica_that_missed_a_stretch_of_signals_gets_it_in_one_answer() {
+    let (a, b) = keys_of_two();
+    let (mut p0, mut p1) = (exec(0), exec(1));
+    let ids: Vec<CmdId> = (1..=5).map(|i| CmdId::new(GLOBAL, i, 0)).collect();
+    // One replica of each partition executes all five, exchanging signals.
+    let mut inflight = Vec::new();
+    let mut executed = Vec::new();
+    for &c in &ids {
+        inflight.extend(p0.deliver(c, txn(vec![a, b], vec![a, b])).unwrap().signals);
+        inflight.extend(p1.deliver(c, txn(vec![a, b], vec![a, b])).unwrap().signals);
+    }
+    while let Some(out) = inflight.pop() {
+        let step = if out.to == vec![0] {
+            p0.on_signal(out.signal)
+        } else {
+            p1.on_signal(out.signal)
+        };
+        inflight.extend(step.signals);
+        if out.to == vec![1] {
+            executed.extend(step.outputs);
+        }
+    }
+    assert_eq!(executed.len(), 5);
+    // A second replica of partition 0 (restarted) gets the commands but none of their signals.
+    let mut late = exec(0);
+    for &c in &ids {
+        late.deliver(c, txn(vec![a, b], vec![a, b])).unwrap();
+    }
+    assert_eq!(late.waiting(), Some((ids[0], vec![1])));
+    let stretch = p1.sent_signals_from(ids[0], 0, 3);
+    assert_eq!(
+        stretch.iter().map(|s| s.signal.cmd).collect::<Vec<_>>(),
+        ids[..3].to_vec(),
+        "in command order, at most max"
+    );
+    let mut outputs = Vec::new();
+    for s in stretch {
+        outputs.extend(late.on_signal(s.signal).outputs);
+    }
+    assert_eq!(outputs.len(), 3, "three commands run on one answer");
+    assert_eq!(late.waiting(), Some((ids[3], vec![1])));
+    for s in p1.sent_signals_from(ids[3], 0, 3) {
+        outputs.extend(late.on_signal(s.signal).outputs);
+    }
+    assert_eq!(late.waiting(), None);
+    assert_eq!(outputs.len(), 5);
 }
