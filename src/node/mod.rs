@@ -382,7 +382,13 @@ impl Node {
 /// Tells every connection to reconnect if its requests may have been lost, and, when partitioned,
 /// the other servers too (they may have submitted commands through this one).
 async fn watch_leader(node: Node, mut view: tokio::sync::watch::Receiver<group::LeaderView>) {
+    let mut seen = view.borrow_and_update().epoch;
     while view.changed().await.is_ok() {
+        let epoch = view.borrow_and_update().epoch;
+        if epoch == seen {
+            continue;
+        }
+        seen = epoch;
         node.reconnect_all();
         if node.partitioned() {
             if let Some(peers) = node.inner.peers.get() {
