@@ -183,7 +183,11 @@ pub fn error_name(code: i32) -> String {
 
 /// Sends the four-letter word `cmd` to `addr` and returns everything the server wrote before
 /// closing the connection.
-pub async fn four_letter(addr: SocketAddr, cmd: &str, limit: Duration) -> Result<String, BenchError> {
+pub async fn four_letter(
+    addr: SocketAddr,
+    cmd: &str,
+    limit: Duration,
+) -> Result<String, BenchError> {
     let exchange = async {
         let mut stream = TcpStream::connect(addr).await?;
         stream.write_all(cmd.as_bytes()).await?;
