@@ -93,6 +93,7 @@ async fn run_op(
                     version: stat.version,
                 }),
             Input::Delete => client.delete(path, None).await.map(|()| Output::Deleted),
+            other => unreachable!("not generated here: {other:?}"),
         }
     };
     let outcome = match tokio::time::timeout(OP_TIMEOUT, call).await {

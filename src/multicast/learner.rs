@@ -67,6 +67,15 @@ impl Learner {
         self.lanes.iter().find(|l| l.id == group).map(|l| l.next)
     }
 
+    /// Whether this learner knows `instance` of `group` decided: delivered, or buffered until
+    /// the merge reaches it.
+    pub fn knows_decided(&self, group: GroupId, instance: Instance) -> bool {
+        self.lanes
+            .iter()
+            .find(|l| l.id == group)
+            .is_some_and(|l| instance < l.next || l.buffered.contains_key(&instance))
+    }
+
     /// Takes a [`PaxosMsg::Decision`]; other messages are ignored.
     pub fn step(&mut self, msg: PaxosMsg) -> Vec<Delivery> {
         match msg {

@@ -18,7 +18,8 @@
 //! - Forwarding: commands proposed at a member that does not lead go to the leader in a
 //!   [`PaxosMsg::Forward`]; while no leader is known they wait (bounded).
 //! - Learning: every decision is recorded in the local acceptor ([`Acceptor::learn`]) before it
-//!   is delivered, so every delivered instance can be served to a learner that missed it.
+//!   is delivered, so every decided instance it learned (delivered, or buffered while the merge
+//!   waits for another group) can be served to a learner that missed it.
 //!   A learner that lags behind what others report delivered for `catch_up_ms` asks a member
 //!   that has it ([`PaxosMsg::CatchUp`]), which answers with decisions from its acceptor.
 //! - Trimming: acceptors forget instances below the lowest checkpoint mark of all members.
@@ -419,9 +420,8 @@ impl Member {
                 }
             }
             PaxosMsg::CatchUp { group, from: first } => {
-                let delivered = self.learner.next_instance(group).unwrap_or(1);
                 let g = &self.groups[gi];
-                let last = delivered.min(first.saturating_add(self.opts.catch_up_batch));
+                let last = first.saturating_add(self.opts.catch_up_batch);
                 if first < g.acceptor.low() {
                     tracing::info!(
                         group,
@@ -438,7 +438,12 @@ impl Member {
                         },
                     });
                 }
+                // Decided instances only, delivered or buffered: a learner whose merge waits on
+                // another group holds decisions it has not delivered, and may be the only one.
                 for instance in first.max(g.acceptor.low())..last {
+                    if !self.learner.knows_decided(group, instance) {
+                        continue;
+                    }
                     if let Some((ballot, value)) = g.acceptor.accepted(instance) {
                         out.send.push(Envelope {
                             to: from,
@@ -644,13 +649,12 @@ impl Member {
         {
             return; // first listen for a leader that may already exist
         }
+        if self.groups[gi].leader.is_some() || self.groups[gi].coordinator.is_some() {
+            return;
+        }
         let alive = self.alive(gi);
         let g = &self.groups[gi];
-        if g.leader.is_some()
-            || g.coordinator.is_some()
-            || alive.len() < g.quorum
-            || alive.iter().min() != Some(&self.id)
-        {
+        if alive.len() < g.quorum || alive.iter().min() != Some(&self.id) {
             return;
         }
         let next = self.learner.next_instance(g.group).unwrap_or(1);
@@ -1233,5 +1237,66 @@ mod tests {
         // 2000 instances at 256 per range: well under one catch-up timeout per range.
         net.run(200);
         assert_eq!(net.delivered[&3], expected);
+    }
+
+    /// Regression (found by `ssmr::sim_cluster`, seed 67): a member answered a catch-up only with
+    /// instances its merge had delivered. With two groups, the leader of each held the other's
+    /// next decision back from delivery while it waited for its own group's missing instance
+    /// from the other leader: each answered the other's catch-up with nothing, forever. Decided
+    /// instances buffered by the merge are served too.
+    #[test]
+    fn a_catch_up_is_answered_with_decisions_the_merge_holds_back() {
+        const H: GroupId = 8;
+        let mut m = Member::new(
+            MemberConfig {
+                id: 1,
+                groups: [G, H]
+                    .map(|group| GroupSpec {
+                        group,
+                        members: vec![1, 2, 3],
+                    })
+                    .to_vec(),
+                next: vec![1, 1],
+                options: MemberOptions::default(),
+            },
+            vec![AcceptorState::default(), AcceptorState::default()],
+            0,
+        )
+        .unwrap();
+        for instance in 1..=3 {
+            let decision = PaxosMsg::Decision {
+                group: H,
+                instance,
+                ballot: Ballot::new(1, 2),
+                value: Batch::new(instance, cmds(&["h"])),
+            };
+            let out = m.step(2, decision, 10, 10);
+            assert!(out.delivered.is_empty(), "group {G} has decided nothing");
+        }
+        // Instance 1 of G is decided but its decision never reached node 1; an undecided vote
+        // for instance 4 of H must not be served as a decision.
+        m.step(
+            2,
+            PaxosMsg::Accept {
+                group: H,
+                ballot: Ballot::new(1, 2),
+                instance: 4,
+                value: Batch::new(4, cmds(&["undecided"])),
+            },
+            11,
+            11,
+        );
+        let out = m.step(3, PaxosMsg::CatchUp { group: H, from: 1 }, 12, 12);
+        let served: Vec<(NodeId, Instance)> = out
+            .send
+            .iter()
+            .filter_map(|e| match e.msg {
+                PaxosMsg::Decision {
+                    group: H, instance, ..
+                } => Some((e.to, instance)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(served, vec![(3, 1), (3, 2), (3, 3)]);
     }
 }

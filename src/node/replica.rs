@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BufMut, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use protocol::{Encode, ErrorCode};
 use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
@@ -55,21 +55,34 @@ struct Queued {
 }
 
 /// The state a checkpoint holds besides the tree.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Saved {
     pub partition: u32,
     pub partitions: u32,
     pub clock: i64,
     pub last_multi: Option<CmdId>,
     pub session_servers: BTreeMap<SessionId, NodeId>,
+    /// [`Executor::remembered_signals`]: a replica restarted from this checkpoint must still be
+    /// able to send them to a replica of another partition that waits for them.
+    pub signals: Vec<SignalOut>,
     pub tree: Vec<u8>,
 }
 
-const CHECKPOINT_MAGIC: &[u8; 8] = b"VLRYCP2\0";
+/// The header of a checkpoint with remembered signals.
+const CHECKPOINT_MAGIC: &[u8; 8] = b"VLRYCP3\0";
+/// The header before remembered signals were kept (decoded with none).
+const CHECKPOINT_MAGIC_V2: &[u8; 8] = b"VLRYCP2\0";
 
 impl Saved {
     pub fn encode(&self) -> Vec<u8> {
-        let mut b = BytesMut::with_capacity(64 + 12 * self.session_servers.len() + self.tree.len());
+        let signals: usize = self
+            .signals
+            .iter()
+            .map(|s| 8 + 4 * s.to.len() + s.signal.encoded_len())
+            .sum();
+        let mut b = BytesMut::with_capacity(
+            64 + 12 * self.session_servers.len() + signals + self.tree.len(),
+        );
         b.put_slice(CHECKPOINT_MAGIC);
         b.put_u32(self.partition);
         b.put_u32(self.partitions);
@@ -88,17 +101,32 @@ impl Saved {
             b.put_i64(*s);
             b.put_u32(*n);
         }
+        b.put_u32(self.signals.len() as u32);
+        for s in &self.signals {
+            b.put_u32(s.to.len() as u32);
+            for p in &s.to {
+                b.put_u32(*p);
+            }
+            b.put_u32(s.signal.encoded_len() as u32);
+            s.signal.encode_into(&mut b);
+        }
         b.put_slice(&self.tree);
         b.to_vec()
     }
 
-    /// Decodes a checkpoint; one without the header is a single partition's bare tree (the format
-    /// before partitions), whose clock is the tree's last zxid.
+    /// Decodes a checkpoint; one with the older header has no remembered signals, and one without
+    /// a header is a single partition's bare tree (the format before partitions), whose clock is
+    /// the tree's last zxid.
     pub fn decode(data: &[u8], opts: &crate::zk::Options) -> Result<(Saved, Zk), NodeError> {
         let bad = |why: &str| NodeError::Snapshot(format!("checkpoint: {why}"));
         let restore =
             |tree: &[u8]| Zk::restore(tree, opts.clone()).map_err(|e| bad(&e.to_string()));
-        let Some(mut b) = data.strip_prefix(CHECKPOINT_MAGIC.as_slice()) else {
+        let (mut b, with_signals) = if let Some(b) = data.strip_prefix(CHECKPOINT_MAGIC.as_slice())
+        {
+            (b, true)
+        } else if let Some(b) = data.strip_prefix(CHECKPOINT_MAGIC_V2.as_slice()) {
+            (b, false)
+        } else {
             let zk = restore(data)?;
             let saved = Saved {
                 partition: 0,
@@ -131,6 +159,23 @@ impl Saved {
         let n = b.get_u32() as usize;
         need(b, n.saturating_mul(12))?;
         let session_servers = (0..n).map(|_| (b.get_i64(), b.get_u32())).collect();
+        let mut signals = Vec::new();
+        if with_signals {
+            need(b, 4)?;
+            let n = b.get_u32() as usize;
+            for _ in 0..n {
+                need(b, 4)?;
+                let to_len = b.get_u32() as usize;
+                need(b, to_len.saturating_mul(4).saturating_add(4))?;
+                let to = (0..to_len).map(|_| b.get_u32()).collect();
+                let len = b.get_u32() as usize;
+                need(b, len)?;
+                let signal = Signal::decode(Bytes::copy_from_slice(&b[..len]))
+                    .map_err(|e| bad(&e.to_string()))?;
+                b.advance(len);
+                signals.push(SignalOut { to, signal });
+            }
+        }
         let zk = restore(b)?;
         Ok((
             Saved {
@@ -139,6 +184,7 @@ impl Saved {
                 clock,
                 last_multi,
                 session_servers,
+                signals,
                 tree: Vec::new(),
             },
             zk,
@@ -174,13 +220,14 @@ impl Replica {
     ) -> Replica {
         let layout = node.layout().clone();
         let (p, k, global) = (layout.partition(), layout.partitions, layout.global_group());
-        let exec = Executor::resume(
+        let mut exec = Executor::resume(
             p,
             global,
             ZkService::new(zk, p, k),
             saved.clock,
             saved.last_multi,
         );
+        exec.remember_signals(saved.signals);
         Replica {
             exec,
             node,
@@ -600,6 +647,7 @@ impl Replica {
             saved.clock,
             saved.last_multi,
         );
+        self.exec.remember_signals(saved.signals);
         self.queued.clear();
         self.session_servers = saved.session_servers;
         self.positions = cp.position.clone();
@@ -633,6 +681,7 @@ impl Replica {
             clock: self.exec.clock(),
             last_multi: self.exec.last_multi(),
             session_servers: self.session_servers.clone(),
+            signals: self.exec.remembered_signals(),
             tree: self.zk().snapshot(),
         }
     }
@@ -668,26 +717,64 @@ mod tests {
     fn checkpoint_state_round_trips_and_old_checkpoints_restore() {
         let opts = crate::zk::Options::default();
         let zk = Zk::new(opts.clone());
+        let signal = |instance, facts: &'static [u8]| Signal {
+            cmd: CmdId::new(4, instance, 0),
+            from: 1,
+            clock: 70 + instance as i64,
+            facts: Bytes::from_static(facts),
+        };
         let saved = Saved {
             partition: 1,
             partitions: 4,
             clock: 77,
             last_multi: Some(CmdId::new(4, 9, 2)),
             session_servers: BTreeMap::from([(0x1234, 3), (0x99, 5)]),
+            signals: vec![
+                SignalOut {
+                    to: vec![0, 3],
+                    signal: signal(7, b"facts"),
+                },
+                SignalOut {
+                    to: vec![2],
+                    signal: signal(9, b""),
+                },
+            ],
             tree: zk.snapshot(),
         };
         let bytes = saved.encode();
         let (back, _) = Saved::decode(&bytes, &opts).unwrap();
+        let expected = Saved {
+            tree: Vec::new(),
+            ..saved
+        };
+        assert_eq!(back, expected);
+        // The previous format: no signal section after the session table.
+        let without = Saved {
+            signals: Vec::new(),
+            tree: zk.snapshot(),
+            ..expected.clone()
+        };
+        let v3 = without.encode();
+        let table_end = 8 + 17 + 16 + 4 + 12 * without.session_servers.len();
+        assert_eq!(v3[table_end..table_end + 4], [0; 4], "no signals");
+        let v2 = [
+            CHECKPOINT_MAGIC_V2.as_slice(),
+            &v3[8..table_end],
+            &v3[table_end + 4..],
+        ]
+        .concat();
+        let (old, _) = Saved::decode(&v2, &opts).unwrap();
         assert_eq!(
-            back,
+            old,
             Saved {
+                signals: Vec::new(),
                 tree: Vec::new(),
-                ..saved
+                ..expected
             }
         );
         let (legacy, _) = Saved::decode(&zk.snapshot(), &opts).unwrap();
         assert_eq!((legacy.partitions, legacy.clock), (1, zk.last_zxid()));
-        for cut in [9, 20, 30] {
+        for cut in [9, 20, 30, table_end + 2, table_end + 10, table_end + 40] {
             assert!(Saved::decode(&bytes[..cut], &opts).is_err(), "cut {cut}");
         }
     }

@@ -264,6 +264,32 @@ impl<S: Service> Executor<S> {
             .collect()
     }
 
+    /// The signals kept for re-sending ([`Executor::sent_signals_from`]) of executed
+    /// multi-partition commands, oldest first. A checkpoint must keep them: a replica restarted from it has
+    /// executed those commands and will not signal them again, while a replica of another
+    /// partition (restarted from an older checkpoint, or cut off) may still wait for them; with
+    /// every replica of this partition restarted, nobody could send them any more.
+    pub fn remembered_signals(&self) -> Vec<SignalOut> {
+        self.resend.values().cloned().collect()
+    }
+
+    /// Restores signals a checkpoint kept ([`Executor::remembered_signals`]), after
+    /// [`Executor::resume`]. Signals of other partitions or of commands after the last executed
+    /// multi-partition command are ignored; at most [`RESEND_MEMORY`] are kept.
+    pub fn remember_signals(&mut self, signals: impl IntoIterator<Item = SignalOut>) {
+        for s in signals {
+            let executed = self
+                .last_multi_executed
+                .is_some_and(|last| s.signal.cmd <= last);
+            if s.signal.from == self.partition && executed {
+                self.resend.insert(s.signal.cmd, s);
+            }
+        }
+        while self.resend.len() > RESEND_MEMORY {
+            self.resend.pop_first();
+        }
+    }
+
     /// Delivers `cmd` and executes every command that can run. See [`Executor::enqueue`].
     pub fn deliver(&mut self, id: CmdId, cmd: S::Command) -> Result<Step<S::Output>, Error> {
         let signals = self.enqueue(id, cmd)?;

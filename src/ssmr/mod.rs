@@ -26,6 +26,8 @@
 mod executor;
 mod signal;
 #[cfg(test)]
+mod sim_cluster;
+#[cfg(test)]
 mod sim_test;
 pub mod zk_service;
 #[cfg(test)]

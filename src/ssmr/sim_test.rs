@@ -983,3 +983,41 @@ fn a_replica_that_missed_a_stretch_of_signals_gets_it_in_one_answer() {
     assert_eq!(late.waiting(), None);
     assert_eq!(outputs.len(), 5);
 }
+
+/// Regression (found by `sim_cluster`, seed 2, one replica per partition): a replica restarted
+/// from a checkpoint taken after a multi-partition command had forgotten its signal, so a
+/// replica of another partition replaying that command from an older checkpoint waited forever,
+/// and held up every command after it. The checkpoint keeps the remembered signals.
+#[test]
+fn remembered_signals_survive_a_restart_from_a_checkpoint() {
+    let (a, b) = keys_of_two();
+    let mut p0 = exec(0);
+    let mut p1 = exec(1);
+    let c = CmdId::new(GLOBAL, 1, 0);
+    let s0 = p0.deliver(c, txn(vec![a, b], vec![a, b])).unwrap();
+    p1.deliver(c, txn(vec![a, b], vec![a, b])).unwrap();
+    assert_eq!(p1.on_signal(s0.signals[0].signal.clone()).outputs.len(), 1);
+    // Partition 1 checkpoints after c and restarts; its signal to partition 0 was lost.
+    let (clock, last, kept) = (p1.clock(), p1.last_multi(), p1.remembered_signals());
+    assert_eq!(kept.len(), 1);
+    let forgetful = Executor::resume(1, GLOBAL, p1.into_service(), clock, last);
+    assert!(
+        forgetful.sent_signals_from(c, 0, 10).is_empty(),
+        "resume alone forgets"
+    );
+    let mut p1 = forgetful;
+    let mut foreign = kept.clone();
+    foreign[0].signal.from = 0;
+    foreign[0].signal.cmd = CmdId::new(GLOBAL, 2, 0);
+    p1.remember_signals(foreign);
+    assert!(
+        p1.remembered_signals().is_empty(),
+        "only its own, executed commands"
+    );
+    p1.remember_signals(kept.clone());
+    let again = p1.sent_signals_from(c, 0, 10);
+    assert_eq!(again, kept, "kept by the checkpoint");
+    assert_eq!(p0.waiting(), Some((c, vec![1])));
+    assert_eq!(p0.on_signal(again[0].signal.clone()).outputs.len(), 1);
+    assert_eq!(p0.waiting(), None);
+}

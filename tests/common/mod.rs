@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+#[path = "../../src/testkit/linearizability.rs"]
 pub mod linearizability;
 pub mod raw;
 

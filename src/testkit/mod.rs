@@ -1,5 +1,7 @@
 //! Helpers shared by the deterministic simulations (tests only).
 
+pub mod linearizability;
+
 pub use crate::rng::{mix, Rng};
 
 /// The seeds a simulation runs: `VOLERY_SEED=<u64>` replays one, `VOLERY_SIM_SEEDS=<n>` runs
