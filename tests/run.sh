@@ -29,9 +29,9 @@ cargo test --workspace --locked
 echo "== compat suites"
 bash compat/run.sh --volery "$CARGO_TARGET_DIR/debug/volery"
 # The same suites against partitioned clusters on this machine, PARTITIONSxREPLICAS each, with a
-# shorter differential run. COMPAT_CLUSTERS="" skips them; e.g. COMPAT_CLUSTERS="1x3" runs others.
-# 4x1 is not yet verified in CI (see issue 7's progress note): COMPAT_CLUSTERS="2x3 4x1" adds it.
-for shape in ${COMPAT_CLUSTERS-2x3}; do
+# shorter differential run: two partitions of three replicas, and four partitions of one.
+# COMPAT_CLUSTERS="" skips them; e.g. COMPAT_CLUSTERS="1x3" runs others.
+for shape in ${COMPAT_CLUSTERS-2x3 4x1}; do
   echo "== compat suites, ${shape%x*} partition(s) x ${shape#*x} replica(s)"
   bash compat/run.sh --volery-cluster "$CARGO_TARGET_DIR/debug/volery" \
     --partitions "${shape%x*}" --replicas "${shape#*x}" --ops 3000
