@@ -264,7 +264,7 @@ fi
   --command "$COMMAND" \
   --note "Volery at $REV: $VOLERY (server and load generator)" \
   --note "$BUDGET_NOTE" \
-  --note "Each run: $SESSIONS sessions x $OUTSTANDING outstanding, setData 1 KB values on $KEYS keys (${LOCAL:+each session on its partition's keys}${LOCAL:-keys of every partition}), warm-up $WARMUP, measured window $DURATION; a fresh cluster for each k." \
+  --note "Each run: $SESSIONS sessions x $OUTSTANDING outstanding, setData 1 KB values on $KEYS keys (${LOCAL:+each session on the keys of its own partition}${LOCAL:-keys of every partition}), warm-up $WARMUP, measured window $DURATION; a fresh cluster for each k." \
   "${NOTES[@]}"
 echo "scaling: results in $OUT/scaling.md" >&2
 if [ ${#FAILED[@]} -gt 0 ]; then
