@@ -173,6 +173,7 @@ partitions = $k
 client_address = "127.0.0.1"
 data_dir = "$d/data"
 max_client_cnxns = 0
+four_letter_whitelist = ["srvr", "mntr"]
 
 [metrics]
 host = "127.0.0.1"

@@ -255,7 +255,9 @@ async fn run_async(args: BenchArgs) -> Result<Report, BenchError> {
 }
 
 /// Per server, the keys of the partition it replicates (its `mntr` `zk_partition` of
-/// `zk_partitions`; a server without them holds the whole tree).
+/// `zk_partitions`; a server that answers `mntr` without them holds the whole tree). A server
+/// that does not answer `mntr` is an error: spreading the keys instead would measure something
+/// else than asked.
 async fn local_key_sets(
     addrs: &[SocketAddr],
     keys: u32,
@@ -270,7 +272,14 @@ async fn local_key_sets(
         };
         let (p, k) = match (field("zk_partition\t"), field("zk_partitions\t")) {
             (Some(p), Some(k)) if p < k => (p, k),
-            _ => (0, 1),
+            _ if mntr.contains("zk_server_state") => (0, 1),
+            _ => {
+                return Err(BenchError::Args(format!(
+                    "--local asks each server's partition with mntr, and {addr} did not answer it \
+                     (add mntr to 4lw.commands.whitelist): {}",
+                    mntr.trim()
+                )))
+            }
         };
         let set: Arc<[u64]> = (0..u64::from(keys))
             .filter(|&i| crate::ssmr::partition_of(&key_path(run_path, i), k) == p)
