@@ -503,6 +503,11 @@ def test_tree_cache_follows_concurrent_writers(make_client, root):
                 c1 = cache.get_data(base + "/c1")
                 if c1 is None or c1.data != b"changed":
                     return False
+                # NODE_ADDED reaches the listener after the node's data arrives, which on a
+                # partitioned server may come from another partition after the parent's children.
+                for node in [base] + ["%s/c%d" % (base, n) for n in range(1, 5)]:
+                    if (TreeEvent.NODE_ADDED, node) not in events:
+                        return False
             return True
 
         wait_until(converged, what="tree cache to converge")
