@@ -78,7 +78,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
 use protocol::{
-    CheckVersionRequest, CreateRequest, DeleteRequest, ErrorCode, Id, MultiOp, MultiResult, OpCode,
+    CheckVersionRequest, CreateRequest, DeleteRequest, ErrorCode, MultiOp, MultiResult, OpCode,
     PathWatchRequest, Request, Response, SetDataRequest,
 };
 
@@ -420,16 +420,6 @@ fn decode(b: &Bytes) -> usize {
     u64::from_be_bytes(b[..].try_into().expect("commands are 8 bytes")) as usize
 }
 
-fn open_acl() -> Vec<protocol::Acl> {
-    vec![protocol::Acl {
-        perms: protocol::perms::ALL,
-        id: Id {
-            scheme: "world".into(),
-            id: "anyone".into(),
-        },
-    }]
-}
-
 /// The ZooKeeper request of a single-key operation on `path`.
 fn request_of(path: &str, input: &Input) -> Request {
     let path = path.to_string();
@@ -454,7 +444,7 @@ fn request_of(path: &str, input: &Input) -> Request {
             req: CreateRequest {
                 path,
                 data: Some(v.clone()),
-                acl: open_acl(),
+                acl: crate::zk::open_acl(),
                 flags: 0,
                 ttl: None,
             },

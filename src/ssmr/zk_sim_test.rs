@@ -31,8 +31,8 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use protocol::{
     AddWatchMode, AddWatchRequest, CheckVersionRequest, CreateRequest, DeleteRequest, ErrorCode,
-    EventType, Id, MultiOp, MultiResult, OpCode, PathWatchRequest, Request, Response,
-    SetDataRequest, SetWatches, Stat, WatcherType, WatchesRequest,
+    EventType, MultiOp, MultiResult, OpCode, PathWatchRequest, Request, Response, SetDataRequest,
+    SetWatches, Stat, WatcherType, WatchesRequest,
 };
 
 use super::*;
@@ -51,16 +51,6 @@ const PATHS: [&str; 20] = [
 /// one partition that registers it (see the module doc of `zk_service`).
 const RECURSIVE: &str = "/";
 const SESSIONS: [SessionId; 3] = [0x11, 0x22, 0x33];
-
-fn open_acl() -> Vec<protocol::Acl> {
-    vec![protocol::Acl {
-        perms: protocol::perms::ALL,
-        id: Id {
-            scheme: "world".into(),
-            id: "anyone".into(),
-        },
-    }]
-}
 
 fn create_session(session: SessionId) -> Op {
     Op::CreateSession {
@@ -96,7 +86,7 @@ fn create_req(rng: &mut Rng) -> CreateRequest {
     CreateRequest {
         path: path(rng),
         data: data(rng),
-        acl: open_acl(),
+        acl: crate::zk::open_acl(),
         flags,
         ttl: None,
     }
@@ -231,7 +221,7 @@ fn random_op(rng: &mut Rng) -> Op {
         94..=95 => Op::CloseSession,
         97 => r(Request::SetAcl(protocol::SetAclRequest {
             path: path(rng),
-            acl: open_acl(),
+            acl: crate::zk::open_acl(),
             version: version(rng),
         })),
         96 => {
@@ -723,7 +713,7 @@ impl Lockstep {
                 req: CreateRequest {
                     path: path.into(),
                     data: Some(b"0".to_vec()),
-                    acl: open_acl(),
+                    acl: crate::zk::open_acl(),
                     flags,
                     ttl: None,
                 },
@@ -960,7 +950,7 @@ fn known_difference_standard_watch_over_recursive_watch() {
             req: CreateRequest {
                 path: child.clone(),
                 data: None,
-                acl: open_acl(),
+                acl: crate::zk::open_acl(),
                 flags: 0,
                 ttl: None,
             },
@@ -990,7 +980,7 @@ fn known_difference_standard_watch_over_recursive_watch() {
             req: CreateRequest {
                 path: p.clone(),
                 data: None,
-                acl: open_acl(),
+                acl: crate::zk::open_acl(),
                 flags: 0,
                 ttl: None,
             },
@@ -1013,7 +1003,7 @@ fn known_difference_standard_watch_over_recursive_watch() {
             req: CreateRequest {
                 path: child.clone(),
                 data: None,
-                acl: open_acl(),
+                acl: crate::zk::open_acl(),
                 flags: 0,
                 ttl: None,
             },

@@ -54,7 +54,7 @@ use protocol::{
     MultiResult, OpCode, Request, Response, SetWatches, Stat, WatcherEvent, WatcherType,
 };
 
-pub use acl::generate_digest;
+pub use acl::{generate_digest, open_acl};
 pub use owned::OwnedFields;
 pub use path::is_valid as is_valid_path;
 pub use snapshot::SnapshotError;
