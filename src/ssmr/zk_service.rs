@@ -27,7 +27,7 @@
 //! | a client's deleteContainer (opcode 20) | `h(path)` | always `BadArguments` (a write that changes nothing) |
 //! | multi | union of `h(path)` of its ops; all if it creates or deletes; 0 when empty | owned fields of every op's path; hierarchy |
 //! | multiRead | union of `h(path)` of its ops; 0 when empty | owned fields of its getData paths |
-//! | addWatch persistent | `h(path)` | its events (data, created, deleted, children of `path`) all happen on the owner |
+//! | addWatch persistent | all | its events all happen on the owner, but as in 3.8 it replaces the session's recursive watch on `path`, which every partition holds |
 //! | addWatch persistentRecursive | all | its events include data changes of every descendant, on their owners |
 //! | setWatches, setWatches2 | all | each partition re-registers the watches it owns (below) |
 //! | checkWatches | `h(path)` | the owner holds every watch on `path` |
@@ -35,13 +35,14 @@
 //! | ping, whoAmI, reconfig, sasl | 0 | no tree state (reconfig always `ReconfigDisabled`) |
 //!
 //! # Watches
-//! A watch lives on the partition that emits its events: a standard or persistent watch on `p`
-//! on `h(p)`, a persistent recursive watch on every partition. Each partition emits only the
+//! A watch lives on the partition that emits its events: a standard watch on `p` on `h(p)`, a
+//! persistent or persistent recursive watch on every partition (only `h(p)` fires a persistent
+//! one; it lives elsewhere too so that it replaces a recursive one everywhere, as 3.8 does). Each partition emits only the
 //! notifications whose path it owns ([`ZkService::execute`] drops the others), so every event
 //! reaches its session exactly once, from the owner of the event's path, and a partition's
 //! notifications are, in order, those one unpartitioned `Zk` gives for the paths it owns.
-//! setWatches is applied on each partition with its data, exist, child and persistent lists cut
-//! to the paths the partition owns (the recursive list whole); each partition then compares the
+//! setWatches is applied on each partition with its data, exist and child lists cut to the paths
+//! the partition owns (the persistent and recursive lists whole); each partition then compares the
 //! `mzxid`/`pzxid` it owns with `relativeZxid`.
 //!
 //! Known difference (the one found by the differential simulation): in ZooKeeper 3.8 a standard
@@ -95,7 +96,7 @@
 use std::collections::BTreeMap;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use protocol::{AddWatchMode, ErrorCode, MultiOp, Request, Response, SetWatches};
+use protocol::{ErrorCode, MultiOp, Request, Response, SetWatches};
 
 use super::{PartitionId, Service};
 use crate::zk::{Applied, Command, Op, OwnedFields, Zk};
@@ -155,10 +156,7 @@ pub fn dest_of(cmd: &Command, k: u32) -> Vec<PartitionId> {
         | Request::SetWatches(_)
         | Request::SetWatches2(_)
         | Request::RemoveWatches(_) => all(),
-        Request::AddWatch(a) => match a.mode {
-            AddWatchMode::Persistent => one(&a.path),
-            AddWatchMode::PersistentRecursive => all(),
-        },
+        Request::AddWatch(_) => all(),
         Request::Exists(g)
         | Request::GetData(g)
         | Request::GetChildren(g)
@@ -258,8 +256,8 @@ impl ZkService {
         partition_of(path, self.partitions) == self.partition
     }
 
-    /// The setWatches this partition applies: the lists cut to the paths it owns, recursive
-    /// watches kept whole.
+    /// The setWatches this partition applies: the standard lists cut to the paths it owns,
+    /// persistent and recursive ones kept whole (see the module's "Watches").
     fn own_watches(&self, w: &SetWatches) -> SetWatches {
         let own = |v: &Vec<String>| -> Vec<String> {
             v.iter().filter(|p| self.owns(p)).cloned().collect()
@@ -269,7 +267,7 @@ impl ZkService {
             data_watches: own(&w.data_watches),
             exist_watches: own(&w.exist_watches),
             child_watches: own(&w.child_watches),
-            persistent_watches: own(&w.persistent_watches),
+            persistent_watches: w.persistent_watches.clone(),
             persistent_recursive_watches: w.persistent_recursive_watches.clone(),
         }
     }

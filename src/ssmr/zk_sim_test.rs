@@ -48,7 +48,8 @@ const PATHS: [&str; 20] = [
 ];
 /// The only path of persistent recursive watches: no standard watch is ever set on it, since in
 /// ZooKeeper 3.8 a standard watch replaces a recursive one of the same session and path, on the
-/// one partition that registers it (see the module doc of `zk_service`).
+/// one partition that registers it (see the module doc of `zk_service`). Persistent watches,
+/// checkWatches and removeWatches do name it.
 const RECURSIVE: &str = "/";
 const SESSIONS: [SessionId; 3] = [0x11, 0x22, 0x33];
 
@@ -62,6 +63,15 @@ fn create_session(session: SessionId) -> Op {
 
 fn path(rng: &mut Rng) -> String {
     PATHS[rng.index(PATHS.len())].to_string()
+}
+
+/// A path for a command on watches that is not a standard watch: [`RECURSIVE`] or one of [`PATHS`].
+fn watch_path(rng: &mut Rng) -> String {
+    if rng.chance(200_000) {
+        RECURSIVE.to_string()
+    } else {
+        path(rng)
+    }
 }
 
 fn version(rng: &mut Rng) -> i32 {
@@ -183,7 +193,7 @@ fn random_op(rng: &mut Rng) -> Op {
         }
         88..=89 => r(Request::AddWatch(if rng.chance(500_000) {
             AddWatchRequest {
-                path: path(rng),
+                path: watch_path(rng),
                 mode: AddWatchMode::Persistent,
             }
         } else {
@@ -193,12 +203,12 @@ fn random_op(rng: &mut Rng) -> Op {
             }
         })),
         90 => r(Request::CheckWatches(WatchesRequest {
-            path: path(rng),
+            path: watch_path(rng),
             watcher_type: [WatcherType::Data, WatcherType::Children, WatcherType::Any]
                 [rng.index(3)],
         })),
         91..=92 => r(Request::RemoveWatches(WatchesRequest {
-            path: path(rng),
+            path: watch_path(rng),
             watcher_type: [WatcherType::Data, WatcherType::Children, WatcherType::Any]
                 [rng.index(3)],
         })),
@@ -210,7 +220,7 @@ fn random_op(rng: &mut Rng) -> Op {
                 data_watches: list(rng),
                 exist_watches: list(rng),
                 child_watches: list(rng),
-                persistent_watches: list(rng),
+                persistent_watches: (0..rng.index(3)).map(|_| watch_path(rng)).collect(),
                 persistent_recursive_watches: if rng.chance(300_000) {
                     vec![RECURSIVE.to_string()]
                 } else {
@@ -1014,5 +1024,58 @@ fn known_difference_standard_watch_over_recursive_watch() {
     assert_eq!(
         Lockstep::notes(&out),
         vec![(partition_of(&child, k), A, created, child)]
+    );
+}
+
+/// As in ZooKeeper 3.8, a persistent watch replaces the session's persistent recursive watch on
+/// the same path on every partition: a child created on another partition fires nothing (the
+/// differential run against ZooKeeper found a partition that kept firing it).
+#[test]
+fn persistent_watch_replaces_recursive_watch_everywhere() {
+    let k = 2;
+    let mut l = Lockstep::new(k);
+    let (p, _) = split_paths(k);
+    l.create(A, &p, 0);
+    for mode in [AddWatchMode::PersistentRecursive, AddWatchMode::Persistent] {
+        let out = l.req(
+            A,
+            Request::AddWatch(AddWatchRequest {
+                path: p.clone(),
+                mode,
+            }),
+        );
+        assert_eq!(out.len(), k as usize, "addWatch goes to every partition");
+    }
+    let child = (0..)
+        .map(|i| format!("{p}/c{i}"))
+        .find(|c| partition_of(c, k) != partition_of(&p, k))
+        .unwrap();
+    l.create(B, &child, 0);
+    let out = l.req(
+        B,
+        Request::SetData(protocol::SetDataRequest {
+            path: child.clone(),
+            data: Some(b"1".to_vec()),
+            version: -1,
+        }),
+    );
+    assert_eq!(Lockstep::notes(&out), vec![]);
+    // The persistent watch itself fires, from the owner of `p`.
+    let out = l.req(
+        B,
+        Request::SetData(protocol::SetDataRequest {
+            path: p.clone(),
+            data: Some(b"1".to_vec()),
+            version: -1,
+        }),
+    );
+    assert_eq!(
+        Lockstep::notes(&out),
+        vec![(
+            partition_of(&p, k),
+            A,
+            EventType::NodeDataChanged.as_i32(),
+            p.clone()
+        )]
     );
 }

@@ -43,8 +43,9 @@ impl Manager {
             .unwrap_or(Mode::Standard)
     }
 
-    /// `WatcherModeManager.setWatcherMode`: a standard watch replaces a persistent one on the same
-    /// path (3.8 keeps one mode per session and path).
+    /// `WatcherModeManager.setWatcherMode`, as `WatchManager.addWatch` calls it: the new mode
+    /// replaces the old one (3.8 keeps one mode per session and path), except that on a
+    /// partitioned tree a standard watch leaves a recursive one in place.
     fn set_mode(&mut self, session: SessionId, path: &str, mode: Mode) {
         if mode == Mode::Standard
             && self.recursive_outlives_standard
@@ -52,6 +53,12 @@ impl Manager {
         {
             return;
         }
+        self.replace_mode(session, path, mode);
+    }
+
+    /// Sets the session's mode on `path`, keeping `modes` free of standard entries and `recursive`
+    /// counting the recursive ones. A removed watch gets `Mode::Standard`.
+    fn replace_mode(&mut self, session: SessionId, path: &str, mode: Mode) {
         let old = if mode == Mode::Standard {
             let old = self.modes.get_mut(&session).and_then(|m| m.remove(path));
             if self.modes.get(&session).is_some_and(|m| m.is_empty()) {
@@ -103,7 +110,7 @@ impl Manager {
                     self.table.remove(&p);
                 }
             }
-            self.set_mode(session, &p, Mode::Standard);
+            self.replace_mode(session, &p, Mode::Standard);
         }
     }
 
@@ -127,7 +134,7 @@ impl Manager {
         if set.is_empty() {
             self.table.remove(path);
         }
-        self.set_mode(session, path, Mode::Standard);
+        self.replace_mode(session, path, Mode::Standard);
         true
     }
 
@@ -315,5 +322,33 @@ mod tests {
         assert_eq!(m.len(), 0);
         assert_eq!(m.recursive, 0);
         assert!(m.trigger("/x/y", EventType::NodeCreated).is_empty());
+    }
+
+    /// On a partitioned tree a standard watch leaves a recursive one in place, but removing the
+    /// recursive watch (removeWatches, a closed session) forgets its mode: a later standard watch
+    /// is one-shot and blind to descendants again.
+    #[test]
+    fn removed_recursive_watch_leaves_no_mode_on_a_partitioned_tree() {
+        for remove_session in [false, true] {
+            let mut m = Manager::default();
+            m.keep_recursive_under_standard();
+            m.add("/a", 1, Mode::PersistentRecursive);
+            m.add("/a", 1, Mode::Standard);
+            assert_eq!(m.mode(1, "/a"), Mode::PersistentRecursive);
+            if remove_session {
+                m.remove_session(1);
+            } else {
+                assert!(m.remove("/a", 1));
+            }
+            assert_eq!(m.recursive, 0);
+            assert_eq!(m.contains("/a", 1), Ok(false));
+            m.add("/a", 1, Mode::Standard);
+            assert!(m.trigger("/a/b", EventType::NodeCreated).is_empty());
+            assert_eq!(
+                m.trigger("/a", EventType::NodeDataChanged),
+                BTreeSet::from([1])
+            );
+            assert!(m.trigger("/a", EventType::NodeDataChanged).is_empty());
+        }
     }
 }
