@@ -153,7 +153,8 @@ impl Acceptor {
             | PaxosMsg::Heartbeat { .. }
             | PaxosMsg::Forward { .. }
             | PaxosMsg::CatchUp { .. }
-            | PaxosMsg::Trimmed { .. } => {}
+            | PaxosMsg::Trimmed { .. }
+            | PaxosMsg::SkipNeeded { .. } => {}
         }
         out
     }

@@ -27,6 +27,10 @@ pub struct CoordinatorOptions {
     pub retry_ticks: u64,
     /// An idle coordinator decides a skip after this many ticks without proposing; `None` disables.
     pub skip_after_ticks: Option<u64>,
+    /// A skip decided because a learner waits ([`Coordinator::skip_until`]) is stamped this far
+    /// ahead of the wall clock, so a group that stays idle while another is busy needs one skip
+    /// per this many milliseconds, not one per batch of the busy group.
+    pub skip_lookahead_ms: u64,
 }
 
 impl Default for CoordinatorOptions {
@@ -39,6 +43,7 @@ impl Default for CoordinatorOptions {
             max_pending_commands: 16384,
             retry_ticks: 50,
             skip_after_ticks: Some(5),
+            skip_lookahead_ms: 5,
         }
     }
 }
@@ -289,6 +294,26 @@ impl Coordinator {
                 }
             }
         }
+        out
+    }
+
+    /// Demand-driven skip: a learner merging this group waits for an instance stamped at
+    /// `until_ms` or later. Unless one is already proposed (or the pipeline is full), proposes a
+    /// skip stamped `max(until_ms, wall_ms + skip_lookahead_ms)`.
+    pub fn skip_until(&mut self, until_ms: u64, wall_ms: u64) -> Outputs {
+        let mut out = Outputs::default();
+        if !self.is_leading()
+            || self.last_time_ms >= until_ms
+            || self.in_flight.len() >= self.opts.max_in_flight
+        {
+            return out;
+        }
+        let time = self
+            .next_time(wall_ms.saturating_add(self.opts.skip_lookahead_ms))
+            .max(until_ms);
+        self.last_time_ms = time;
+        self.propose_at(self.next_instance, Batch::skip(time), true, &mut out);
+        self.next_instance += 1;
         out
     }
 

@@ -33,8 +33,8 @@ struct GroupLane {
 /// Why timestamps and not round-robin by instance: with round-robin every group must decide as
 /// many instances as the busiest one, and a group whose idle skips ran ahead (or a busy one)
 /// makes the others wait behind its backlog one instance at a time. With timestamps an idle group
-/// needs one skip per skip interval, whatever the other groups' rates (the role of Multi-Ring
-/// Paxos's rate-based skips).
+/// needs one skip whenever commands of another group wait for it ([`Learner::waiting_on`]), and
+/// none while everything is idle (the role of Multi-Ring Paxos's rate-based skips).
 #[derive(Debug)]
 pub struct Learner {
     lanes: Vec<GroupLane>,
@@ -74,6 +74,32 @@ impl Learner {
             .iter()
             .find(|l| l.id == group)
             .is_some_and(|l| instance < l.next || l.buffered.contains_key(&instance))
+    }
+
+    /// When the merge holds commands back: the groups whose next instance is not known while a
+    /// batch with commands is buffered, and the timestamp an instance of each must reach so that
+    /// every such batch buffered now can be delivered (one above the latest: ties go to earlier
+    /// groups). Buffered skips alone wait for nothing (asking for skips to release skips would
+    /// keep idle groups trading skips forever).
+    pub fn waiting_on(&self) -> Option<(u64, Vec<GroupId>)> {
+        let latest = self
+            .lanes
+            .iter()
+            .filter_map(|l| {
+                l.buffered
+                    .values()
+                    .rev()
+                    .find(|b| !b.is_skip())
+                    .map(|b| b.time_ms)
+            })
+            .max()?;
+        let headless: Vec<GroupId> = self
+            .lanes
+            .iter()
+            .filter(|l| !l.buffered.contains_key(&l.next))
+            .map(|l| l.id)
+            .collect();
+        (!headless.is_empty()).then_some((latest + 1, headless))
     }
 
     /// Takes a [`PaxosMsg::Decision`]; other messages are ignored.

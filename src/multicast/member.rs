@@ -113,6 +113,8 @@ struct GroupState {
     heartbeat_at: Option<u64>,
     /// Commands waiting for a leader to be known.
     waiting: VecDeque<Bytes>,
+    /// The last skip the local learner asked of this group: `until_ms` and when.
+    skip_asked: (u64, u64),
 }
 
 /// One node's roles in its groups.
@@ -188,6 +190,7 @@ impl Member {
                     catch_up_to: 0,
                     heartbeat_at: None,
                     waiting: VecDeque::new(),
+                    skip_asked: (0, 0),
                 }
             })
             .collect();
@@ -309,7 +312,7 @@ impl Member {
             }),
             _ => g.waiting.extend(commands),
         }
-        self.route_decisions(&mut out);
+        self.route_decisions(&mut out, wall_ms);
         out
     }
 
@@ -331,7 +334,7 @@ impl Member {
             self.catch_up(gi, &mut out);
             self.trim(gi, &mut out);
         }
-        self.route_decisions(&mut out);
+        self.route_decisions(&mut out, wall_ms);
         out
     }
 
@@ -414,6 +417,11 @@ impl Member {
                     ),
                 }
             }
+            PaxosMsg::SkipNeeded { until_ms, .. } => {
+                if let Some(c) = &mut self.groups[gi].coordinator {
+                    out.extend(c.skip_until(until_ms, wall_ms));
+                }
+            }
             PaxosMsg::Trimmed { group, low } => {
                 if self.learner.next_instance(group).unwrap_or(1) < low {
                     out.state_needed.push((group, from));
@@ -458,7 +466,7 @@ impl Member {
                 }
             }
         }
-        self.route_decisions(&mut out);
+        self.route_decisions(&mut out, wall_ms);
         out
     }
 
@@ -797,7 +805,7 @@ impl Member {
 
     /// Records every decision in `out.decided` in the local acceptor and the learner; deliveries
     /// leave in `out.delivered`.
-    fn route_decisions(&mut self, out: &mut Outputs) {
+    fn route_decisions(&mut self, out: &mut Outputs, wall_ms: u64) {
         let mut i = 0;
         while i < out.decided.len() {
             let d = out.decided[i].clone();
@@ -820,6 +828,36 @@ impl Member {
             out.persist.extend(learned.persist);
             for delivery in self.learner.on_decided(d.group, d.instance, d.value) {
                 out.delivered.push(delivery);
+            }
+        }
+        self.ask_for_skips(wall_ms, out);
+    }
+
+    /// Demand-driven skips: while the merge waits on idle groups, asks each one's coordinator
+    /// (local or the leader) for an instance stamped late enough; again when the wait moves on or
+    /// after `heartbeat_ms`. Periodic skips (`skip_after_ticks`) remain the fallback.
+    fn ask_for_skips(&mut self, wall_ms: u64, out: &mut Outputs) {
+        let Some((until_ms, groups)) = self.learner.waiting_on() else {
+            return;
+        };
+        let (id, now, again) = (self.id, self.now, self.opts.heartbeat_ms);
+        for group in groups {
+            let Some(gi) = self.index(group) else {
+                continue;
+            };
+            let g = &mut self.groups[gi];
+            let (asked, at) = g.skip_asked;
+            if asked >= until_ms && now.saturating_sub(at) < again {
+                continue;
+            }
+            g.skip_asked = (until_ms, now);
+            match (&mut g.coordinator, g.leader) {
+                (Some(c), _) => out.extend(c.skip_until(until_ms, wall_ms)),
+                (None, Some((leader, _))) if leader != id => out.send.push(Envelope {
+                    to: leader,
+                    msg: PaxosMsg::SkipNeeded { group, until_ms },
+                }),
+                _ => {}
             }
         }
     }

@@ -69,6 +69,9 @@ pub enum PaxosMsg {
     /// The answer to a [`PaxosMsg::CatchUp`] for instances the sender's acceptor has trimmed:
     /// it keeps only `low..`, so the learner needs a checkpoint at `low - 1` or later.
     Trimmed { group: GroupId, low: Instance },
+    /// A learner's merge waits for an instance of `group` stamped at `until_ms` or later: sent to
+    /// the group's coordinator, which decides a skip if it has proposed nothing that late.
+    SkipNeeded { group: GroupId, until_ms: u64 },
 }
 
 impl PaxosMsg {
@@ -84,7 +87,8 @@ impl PaxosMsg {
             | PaxosMsg::Heartbeat { group, .. }
             | PaxosMsg::Forward { group, .. }
             | PaxosMsg::CatchUp { group, .. }
-            | PaxosMsg::Trimmed { group, .. } => *group,
+            | PaxosMsg::Trimmed { group, .. }
+            | PaxosMsg::SkipNeeded { group, .. } => *group,
         }
     }
 }

@@ -76,6 +76,9 @@ struct Scenario {
     /// Per node and ms.
     checkpoint_ppm: u64,
     skew_max_ms: u64,
+    /// Periodic skips of an idle coordinator (the fallback of demand-driven ones), in ticks.
+    skip_after_ticks: u64,
+    skip_lookahead_ms: u64,
 }
 
 impl Scenario {
@@ -104,6 +107,12 @@ impl Scenario {
             propose_ppm: rng.range(50_000, 400_000),
             checkpoint_ppm: rng.range(1_000, 10_000),
             skew_max_ms: rng.range(0, 50),
+            skip_after_ticks: if rng.percent(50) {
+                5
+            } else {
+                rng.range(20, 200)
+            },
+            skip_lookahead_ms: rng.range(0, 10),
         }
     }
 
@@ -116,7 +125,8 @@ impl Scenario {
                 max_in_flight: 3,
                 max_pending_commands: 64,
                 retry_ticks: 20,
-                skip_after_ticks: Some(5),
+                skip_after_ticks: Some(self.skip_after_ticks),
+                skip_lookahead_ms: self.skip_lookahead_ms,
             },
             heartbeat_ms: 10,
             election_ms: 80,

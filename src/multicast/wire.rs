@@ -31,6 +31,7 @@ const TAG_HEARTBEAT: u8 = 7;
 const TAG_FORWARD: u8 = 8;
 const TAG_CATCH_UP: u8 = 9;
 const TAG_TRIMMED: u8 = 10;
+const TAG_SKIP_NEEDED: u8 = 11;
 
 /// Smallest encoding of one `Promise::accepted` entry: instance, ballot, batch length and an
 /// empty batch (time_ms u64, count u32).
@@ -61,7 +62,9 @@ impl PaxosMsg {
             PaxosMsg::Forward { commands, .. } => {
                 G + 4 + commands.iter().map(|c| 4 + c.len()).sum::<usize>()
             }
-            PaxosMsg::CatchUp { .. } | PaxosMsg::Trimmed { .. } => G + I,
+            PaxosMsg::CatchUp { .. } | PaxosMsg::Trimmed { .. } | PaxosMsg::SkipNeeded { .. } => {
+                G + I
+            }
         }
     }
 
@@ -180,6 +183,11 @@ impl PaxosMsg {
                 put_u32(out, *group);
                 put_u64(out, *low);
             }
+            PaxosMsg::SkipNeeded { group, until_ms } => {
+                out.push(TAG_SKIP_NEEDED);
+                put_u32(out, *group);
+                put_u64(out, *until_ms);
+            }
         }
     }
 
@@ -258,6 +266,10 @@ impl PaxosMsg {
                 group: r.group()?,
                 low: r.instance()?,
             },
+            TAG_SKIP_NEEDED => PaxosMsg::SkipNeeded {
+                group: r.group()?,
+                until_ms: r.u64()?,
+            },
             _ => return Err(Error::MalformedMessage("unknown message tag")),
         };
         if !r.buf.is_empty() {
@@ -321,9 +333,13 @@ impl Reader {
         self.u32()
     }
 
-    fn instance(&mut self) -> Result<Instance, Error> {
+    fn u64(&mut self) -> Result<u64, Error> {
         self.need(8)?;
         Ok(self.buf.get_u64())
+    }
+
+    fn instance(&mut self) -> Result<Instance, Error> {
+        self.u64()
     }
 
     fn ballot(&mut self) -> Result<Ballot, Error> {
@@ -441,6 +457,8 @@ mod tests {
             (any::<u32>(), any::<u64>())
                 .prop_map(|(group, from)| PaxosMsg::CatchUp { group, from }),
             (any::<u32>(), any::<u64>()).prop_map(|(group, low)| PaxosMsg::Trimmed { group, low }),
+            (any::<u32>(), any::<u64>())
+                .prop_map(|(group, until_ms)| PaxosMsg::SkipNeeded { group, until_ms }),
         ]
     }
 

@@ -40,7 +40,9 @@ pub const DEFAULT_DELIVERY_CAPACITY: usize = 1024;
 /// Default tick: the coordinator's batch delay and retries count in these.
 pub const DEFAULT_TICK: Duration = Duration::from_millis(1);
 /// Ticks an idle coordinator waits before it decides a skip, when this node merges several groups.
-pub const DEFAULT_SKIP_AFTER_TICKS: u64 = 5;
+/// Only a fallback: a merge that holds commands back asks the idle group for a skip at once
+/// ([`PaxosMsg::SkipNeeded`]), so idle groups cost little and a lone command waits for no timer.
+pub const DEFAULT_SKIP_AFTER_TICKS: u64 = 100;
 
 /// Options of this node's part in its groups.
 #[derive(Clone, Debug)]
@@ -1253,6 +1255,44 @@ mod tests {
         let mut whole = run1[..cut].to_vec();
         whole.extend(run2);
         check_merged(&whole);
+    }
+
+    /// Demand-driven skips: with periodic skips a minute apart, a lone command in one group is
+    /// delivered because the merge asks the idle group for a skip, and idle groups then stay
+    /// silent.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_waiting_merge_asks_the_idle_group_for_a_skip() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(dir.path()).unwrap();
+        let mut opts = two_groups();
+        opts.member.coordinator.skip_after_ticks = Some(60_000);
+        let mut g = start(&storage, opts, &[0, 0], None).await.unwrap();
+        for round in 0..3 {
+            for &group in &G {
+                g.handle
+                    .submit(group, Bytes::from(format!("{group}-{round}")))
+                    .await
+                    .unwrap();
+                let mut got = take(&mut g.deliveries, 1).await;
+                while got.last().unwrap().commands.is_empty() {
+                    assert!(got.len() < 4, "a few skips at most: {got:?}");
+                    got.extend(take(&mut g.deliveries, 1).await);
+                }
+                assert_eq!(commands(&got), vec![format!("{group}-{round}")]);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut idle = Vec::new();
+        while let Ok(d) = g.deliveries.try_recv() {
+            idle.push(d);
+        }
+        assert!(
+            idle.len() <= 2 && idle.iter().all(|d| d.commands.is_empty()),
+            "idle groups decide no skips of their own: {idle:?}"
+        );
+        let mut all = idle;
+        all.extend(stop(g).await);
+        assert!(all.iter().all(|d| d.commands.is_empty()));
     }
 
     #[tokio::test]

@@ -145,6 +145,9 @@ struct Scenario {
     think_max_ms: u64,
     client_timeout_ms: u64,
     resend_ms: u64,
+    /// Periodic skips of an idle coordinator (the fallback of demand-driven ones), in ticks.
+    skip_after_ticks: u64,
+    skip_lookahead_ms: u64,
 }
 
 impl Scenario {
@@ -176,6 +179,12 @@ impl Scenario {
             think_max_ms: rng.range(0, 10),
             client_timeout_ms: rng.range(250, 1_000),
             resend_ms: rng.range(20, 100),
+            skip_after_ticks: if rng.percent(50) {
+                5
+            } else {
+                rng.range(20, 200)
+            },
+            skip_lookahead_ms: rng.range(0, 10),
         }
     }
 
@@ -188,7 +197,8 @@ impl Scenario {
                 max_in_flight: 3,
                 max_pending_commands: 64,
                 retry_ticks: 20,
-                skip_after_ticks: Some(5),
+                skip_after_ticks: Some(self.skip_after_ticks),
+                skip_lookahead_ms: self.skip_lookahead_ms,
             },
             heartbeat_ms: 20,
             election_ms: 120,
