@@ -721,6 +721,7 @@ mod tests {
             cmd: CmdId::new(4, instance, 0),
             from: 1,
             clock: 70 + instance as i64,
+            base: None,
             facts: Bytes::from_static(facts),
         };
         let saved = Saved {

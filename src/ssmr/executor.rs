@@ -70,6 +70,9 @@ pub struct Metrics {
     pub signals_sent: u64,
     /// Signals sent at delivery while earlier commands were still queued (state prefetching).
     pub prefetched: u64,
+    /// Of those, signals sent while another multi-partition command was queued: their clock is
+    /// relative to its zxid.
+    pub prefetched_behind_multi: u64,
     /// Signals recorded: the first one from each other partition for each command.
     pub signals_received: u64,
     /// Signals dropped: duplicates, stale ones (command already executed), from this partition,
@@ -82,17 +85,20 @@ pub struct Metrics {
     pub waits: u64,
 }
 
-/// What this replica sent for a multi-partition command.
+/// What this replica sent for a multi-partition command: its clock (relative to `base`'s zxid
+/// when `base` is set) and facts.
 #[derive(Debug)]
 struct Sent {
     clock: i64,
+    base: Option<CmdId>,
     facts: Bytes,
 }
 
-/// A received signal's payload.
+/// A received signal's payload (its clock relative to `base`'s zxid when `base` is set).
 #[derive(Debug)]
 struct Received {
     clock: i64,
+    base: Option<CmdId>,
     facts: Bytes,
 }
 
@@ -132,8 +138,11 @@ impl<S: Service> Pending<S> {
 ///   delivered yet are kept; there are at most as many as this replica lags behind the fastest
 ///   replica of its partition, times the other partitions.
 /// - A prefetched signal carries exactly the clock and facts the command executes with: it is
-///   sent only when no multi-partition command is queued (so the clock after the queued commands
-///   is `clock` + the number of queued writes) and no queued command writes a key it reads.
+///   sent only when no queued command writes a key it reads, and either no multi-partition
+///   command is queued (the clock is then `clock` + the number of queued writes) or the last one
+///   queued, `tail`, has a destination holding the command's (the clock is then `tail`'s zxid +
+///   the writes queued after it, and every receiver will know `tail`'s zxid: `zxids`).
+/// - `zxids` holds the zxids of the last [`RESEND_MEMORY`] multi-partition commands executed.
 /// - `pending_writes` counts, per key, the queued commands that write it; `queued_writes` and
 ///   `queued_multi` count the queued writes and multi-partition commands.
 pub struct Executor<S: Service> {
@@ -147,6 +156,9 @@ pub struct Executor<S: Service> {
     pending_writes: BTreeMap<S::Key, u32>,
     queued_writes: i64,
     queued_multi: usize,
+    /// The last multi-partition command queued, its destination, and the writes queued after it.
+    tail: Option<(CmdId, Vec<PartitionId>, i64)>,
+    zxids: BTreeMap<CmdId, i64>,
     received: BTreeMap<CmdId, BTreeMap<PartitionId, Received>>,
     /// The signals of the last [`RESEND_MEMORY`] multi-partition commands executed here.
     resend: BTreeMap<CmdId, SignalOut>,
@@ -179,6 +191,8 @@ impl<S: Service> Executor<S> {
             queue: VecDeque::new(),
             pending_writes: BTreeMap::new(),
             queued_writes: 0,
+            tail: None,
+            zxids: BTreeMap::new(),
             queued_multi: 0,
             received: BTreeMap::new(),
             resend: BTreeMap::new(),
@@ -249,13 +263,15 @@ impl<S: Service> Executor<S> {
         let executed = self.resend.range(cmd..).map(|(_, s)| s.clone());
         let queued = self.queue.iter().filter(|p| p.id >= cmd).filter_map(|p| {
             let sent = p.sent.as_ref()?;
-            Some(signal_out(
+            let mut out = signal_out(
                 self.partition,
                 p.id,
                 &p.dest,
                 sent.clock,
                 sent.facts.clone(),
-            ))
+            );
+            out.signal.base = sent.base;
+            Some(out)
         });
         executed
             .chain(queued)
@@ -335,21 +351,34 @@ impl<S: Service> Executor<S> {
                 return Err(Error::OutOfOrder { id, last });
             }
             self.last_multi_delivered = Some(id);
-            let prefetchable = self.queued_multi == 0
-                && self
-                    .service
+            let clock = match &self.tail {
+                _ if self.queued_multi == 0 => Some((self.clock + self.queued_writes, None)),
+                Some((tail, tail_dest, after))
+                    if dest.iter().all(|p| tail_dest.binary_search(p).is_ok()) =>
+                {
+                    Some((*after, Some(*tail)))
+                }
+                _ => None,
+            };
+            let keys_ready = || {
+                self.service
                     .reads(&cmd)
                     .iter()
-                    .all(|k| !self.pending_writes.contains_key(k));
-            if prefetchable {
-                let clock = self.clock + self.queued_writes;
+                    .all(|k| !self.pending_writes.contains_key(k))
+            };
+            if let Some((clock, base)) = clock.filter(|_| keys_ready()) {
                 let facts = self.service.facts(&cmd);
                 if !self.queue.is_empty() {
                     self.metrics.prefetched += 1;
                 }
+                if base.is_some() {
+                    self.metrics.prefetched_behind_multi += 1;
+                }
                 self.metrics.signals_sent += 1;
-                signals.push(signal_out(self.partition, id, &dest, clock, facts.clone()));
-                sent = Some(Sent { clock, facts });
+                let mut out = signal_out(self.partition, id, &dest, clock, facts.clone());
+                out.signal.base = base;
+                signals.push(out);
+                sent = Some(Sent { clock, base, facts });
             }
             self.queued_multi += 1;
         }
@@ -359,6 +388,11 @@ impl<S: Service> Executor<S> {
         }
         let is_write = self.service.is_write(&cmd);
         self.queued_writes += i64::from(is_write);
+        if multi {
+            self.tail = Some((id, dest.clone(), 0));
+        } else if let Some((_, _, after)) = &mut self.tail {
+            *after += i64::from(is_write);
+        }
         self.queue.push_back(Pending {
             id,
             cmd,
@@ -389,7 +423,9 @@ impl<S: Service> Executor<S> {
         match per_cmd.get(&signal.from) {
             Some(first) => {
                 self.metrics.signals_ignored += 1;
-                if first.clock != signal.clock || first.facts != signal.facts {
+                // A prefetched and a plain signal state one clock in two forms.
+                let clock_differs = first.base == signal.base && first.clock != signal.clock;
+                if clock_differs || first.facts != signal.facts {
                     self.metrics.signals_divergent += 1;
                     tracing::warn!(
                         cmd = %signal.cmd,
@@ -406,6 +442,7 @@ impl<S: Service> Executor<S> {
                     signal.from,
                     Received {
                         clock: signal.clock,
+                        base: signal.base,
                         facts: signal.facts,
                     },
                 );
@@ -446,10 +483,20 @@ impl<S: Service> Executor<S> {
             self.metrics.signals_sent += 1;
             head.sent = Some(Sent {
                 clock: self.clock,
+                base: None,
                 facts,
             });
         }
         let partition = self.partition;
+        if let Some(got) = self.received.get_mut(&head.id) {
+            // A base this replica has not executed (restarted from a later checkpoint, or a
+            // sender that broke the rule) cannot be resolved: forget the signal, so `waiting`
+            // names its partition and the driver asks for it again (re-sent in plain form).
+            let zxids = &self.zxids;
+            let before = got.len();
+            got.retain(|_, r| r.base.is_none_or(|b| zxids.contains_key(&b)));
+            self.metrics.signals_ignored += (before - got.len()) as u64;
+        }
         let ready = self.received.get(&head.id).is_some_and(|got| {
             head.dest
                 .iter()
@@ -460,6 +507,14 @@ impl<S: Service> Executor<S> {
             self.metrics.waits += 1;
         }
         ready
+    }
+
+    /// A signalled clock as a zxid: `clock` itself, or `base`'s zxid + `clock`.
+    fn resolve(&self, clock: i64, base: Option<CmdId>) -> Option<i64> {
+        match base {
+            None => Some(clock),
+            Some(b) => self.zxids.get(&b).map(|z| z + clock),
+        }
     }
 
     /// Executes the command just taken off the head of the queue.
@@ -481,8 +536,10 @@ impl<S: Service> Executor<S> {
             let sent = p
                 .sent
                 .expect("a multi-partition command signals before it executes");
+            let sent_clock = self.resolve(sent.clock, sent.base);
             assert_eq!(
-                sent.clock, self.clock,
+                sent_clock,
+                Some(self.clock),
                 "command {}: signalled clock differs from the clock it executes at",
                 p.id
             );
@@ -500,7 +557,7 @@ impl<S: Service> Executor<S> {
                     self.partition,
                     p.id,
                     &p.dest,
-                    sent.clock,
+                    self.clock,
                     sent.facts.clone(),
                 ),
             );
@@ -508,14 +565,21 @@ impl<S: Service> Executor<S> {
                 self.resend.pop_first();
             }
             let mut facts = BTreeMap::new();
-            let mut max_clock = sent.clock;
+            let mut max_clock = self.clock;
             facts.insert(self.partition, sent.facts);
             for q in p.dest.iter().filter(|q| **q != self.partition) {
                 let r = got.remove(q).expect("execute only once every signal is in");
-                max_clock = max_clock.max(r.clock);
+                let clock = self
+                    .resolve(r.clock, r.base)
+                    .expect("head_can_run kept only resolvable signals");
+                max_clock = max_clock.max(clock);
                 facts.insert(*q, r.facts);
             }
             let zxid = max_clock + step;
+            self.zxids.insert(p.id, zxid);
+            if self.zxids.len() > RESEND_MEMORY {
+                self.zxids.pop_first();
+            }
             self.last_multi_executed = Some(p.id);
             self.metrics.multi_partition += 1;
             (zxid, self.service.execute(&p.cmd, zxid, &facts))
@@ -548,6 +612,7 @@ fn signal_out(
             cmd: id,
             from,
             clock,
+            base: None,
             facts,
         },
     }

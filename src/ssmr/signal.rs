@@ -9,7 +9,8 @@
 //! | `cmd.instance` | u64 |
 //! | `cmd.index` | u32 |
 //! | `from` | u32 |
-//! | `clock` | i64 |
+//! | `clock` | i64: the clock itself, or `-1 - clock` when it is relative to `base` |
+//! | `base` | only when relative: u32 group, u64 instance, u32 index |
 //! | `facts` | u32 length, then the bytes |
 //!
 //! Invariant: a signal decodes only if its encoding is consumed exactly; the facts' length is
@@ -20,22 +21,29 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::{CmdId, Error, PartitionId};
 
-/// Bytes before the facts.
+/// Bytes before the facts of a signal without `base`.
 const HEADER_LEN: usize = 4 + 8 + 4 + 4 + 8 + 4;
+/// Bytes `base` adds.
+const BASE_LEN: usize = 4 + 8 + 4;
 
 /// `signal(C)` of Algorithm 1, carrying the state exchange and the Lamport clock.
 ///
-/// Invariant: every replica of partition `from` sends the same signal for `cmd`: `clock` is the
-/// partition's clock just before `cmd` executes there and `facts` is [`super::Service::facts`]
-/// evaluated on the state `cmd` executes on.
+/// Invariant: every replica of partition `from` sends the same clock for `cmd`: the
+/// partition's clock just before `cmd` executes there (given outright, or as `base`'s zxid plus
+/// `clock`), and `facts` is [`super::Service::facts`] evaluated on the state `cmd` executes on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Signal {
     /// The multi-partition command this signal is for.
     pub cmd: CmdId,
     /// The sender's partition.
     pub from: PartitionId,
-    /// The sender partition's clock (last zxid) when `cmd` executes there.
+    /// The sender partition's clock (last zxid) when `cmd` executes there; with `base`, that
+    /// clock minus `base`'s zxid.
     pub clock: i64,
+    /// A multi-partition command before `cmd` whose destination holds every partition of `cmd`'s,
+    /// so each receiver knows its zxid by the time it executes `cmd`: a signal prefetched while
+    /// `base` still waits for its own signals (state prefetching across multi-partition commands).
+    pub base: Option<CmdId>,
     /// The sender partition's state that `cmd` reads.
     pub facts: Bytes,
 }
@@ -43,7 +51,7 @@ pub struct Signal {
 impl Signal {
     /// Bytes [`Signal::encode_into`] appends.
     pub fn encoded_len(&self) -> usize {
-        HEADER_LEN + self.facts.len()
+        HEADER_LEN + self.base.map_or(0, |_| BASE_LEN) + self.facts.len()
     }
 
     /// Appends the encoding to `out`.
@@ -53,7 +61,15 @@ impl Signal {
         out.put_u64(self.cmd.instance);
         out.put_u32(self.cmd.index);
         out.put_u32(self.from);
-        out.put_i64(self.clock);
+        match self.base {
+            None => out.put_i64(self.clock),
+            Some(base) => {
+                out.put_i64(-1 - self.clock);
+                out.put_u32(base.group);
+                out.put_u64(base.instance);
+                out.put_u32(base.index);
+            }
+        }
         // Facts over 4 GiB cannot be framed; a service never produces them.
         let len = u32::try_from(self.facts.len()).expect("signal facts exceed 4 GiB");
         out.put_u32(len);
@@ -76,7 +92,15 @@ impl Signal {
         let instance = buf.get_u64();
         let index = buf.get_u32();
         let from = buf.get_u32();
-        let clock = buf.get_i64();
+        let mut clock = buf.get_i64();
+        let mut base = None;
+        if clock < 0 {
+            if buf.len() < BASE_LEN + 4 {
+                return Err(Error::MalformedSignal("shorter than its header"));
+            }
+            clock = -1 - clock;
+            base = Some(CmdId::new(buf.get_u32(), buf.get_u64(), buf.get_u32()));
+        }
         let len = buf.get_u32() as usize;
         if buf.len() != len {
             return Err(Error::MalformedSignal(if buf.len() < len {
@@ -89,6 +113,7 @@ impl Signal {
             cmd: CmdId::new(group, instance, index),
             from,
             clock,
+            base,
             facts: buf,
         })
     }
@@ -102,7 +127,8 @@ mod tests {
         Signal {
             cmd: CmdId::new(7, 1 << 40, 3),
             from: 2,
-            clock: -5,
+            clock: 5,
+            base: None,
             facts: Bytes::from_static(b"facts!"),
         }
     }
@@ -121,6 +147,17 @@ mod tests {
             ..s
         };
         assert_eq!(Signal::decode(empty.encode()).unwrap(), empty);
+        let relative = Signal {
+            base: Some(CmdId::new(7, 9, 1)),
+            clock: 0,
+            ..sample()
+        };
+        let enc = relative.encode();
+        assert_eq!(enc.len(), relative.encoded_len());
+        assert_eq!(Signal::decode(enc.clone()).unwrap(), relative);
+        for cut in 0..enc.len() {
+            assert!(Signal::decode(enc.slice(..cut)).is_err());
+        }
     }
 
     #[test]

@@ -362,6 +362,7 @@ struct Totals {
     executions: u64,
     signals: u64,
     prefetched: u64,
+    prefetched_behind_multi: u64,
     waits: u64,
     ignored: u64,
 }
@@ -662,6 +663,7 @@ fn run(seed: u64, totals: &mut Totals) {
         totals.executions += m.executed;
         totals.signals += m.signals_sent;
         totals.prefetched += m.prefetched;
+        totals.prefetched_behind_multi += m.prefetched_behind_multi;
         totals.waits += m.waits;
         totals.ignored += m.signals_ignored;
     }
@@ -675,7 +677,7 @@ fn partitions_agree_with_a_sequential_execution() {
     }
     eprintln!(
         "ssmr sim: {} seeds, {} commands ({} multi-partition), {} executions, {} signals sent \
-         ({} prefetched behind queued commands), {} waits at the head, {} duplicate/stale signals \
+         ({} prefetched behind queued commands, {} behind multi-partition ones), {} waits at the head, {} duplicate/stale signals \
          ignored",
         totals.seeds,
         totals.commands,
@@ -683,11 +685,13 @@ fn partitions_agree_with_a_sequential_execution() {
         totals.executions,
         totals.signals,
         totals.prefetched,
+        totals.prefetched_behind_multi,
         totals.waits,
         totals.ignored
     );
     if totals.seeds >= 50 {
         assert!(totals.multi > 0 && totals.prefetched > 0 && totals.waits > 0);
+        assert!(totals.prefetched_behind_multi > 0);
     }
 }
 
@@ -765,6 +769,7 @@ fn s0_dup(c: CmdId) -> Signal {
         cmd: c,
         from: 0,
         clock: 3,
+        base: None,
         facts: Bytes::new(),
     }
 }
@@ -839,22 +844,70 @@ fn prefetch_carries_the_clock_after_queued_writes() {
     assert_eq!(sig.len(), 1, "prefetched at delivery");
     assert_eq!(sig[0].signal.clock, 2);
     assert_eq!(p0.metrics().prefetched, 1);
-    // A later multi-partition command is not prefetched: c's zxid is not known yet.
+    // A later multi-partition command is prefetched too, its clock relative to c's zxid (which
+    // nobody knows yet); a local write queued after c counts in it.
+    assert!(p0
+        .enqueue(CmdId::new(0, 3, 0), Op::Put(a2, 3))
+        .unwrap()
+        .is_empty());
     let c2 = CmdId::new(GLOBAL, 2, 0);
-    assert!(p0.enqueue(c2, txn(vec![a], vec![b])).unwrap().is_empty());
+    let sig2 = p0.enqueue(c2, txn(vec![a], vec![b])).unwrap();
+    assert_eq!(sig2.len(), 1, "prefetched behind c");
+    assert_eq!((sig2[0].signal.clock, sig2[0].signal.base), (1, Some(c)));
     let s = p0.run(usize::MAX);
     assert_eq!(s.outputs.len(), 3);
-    assert!(s.signals.is_empty(), "c's signal already left");
+    assert!(s.signals.is_empty(), "c's and c2's signals already left");
     let s = p0.on_signal(Signal {
         cmd: c,
         from: 1,
         clock: 10,
+        base: None,
+        facts: exec(1).service().facts(&txn(vec![a, b], vec![b])),
+    });
+    assert_eq!(s.outputs.len(), 2, "c, then the local write");
+    assert_eq!(s.outputs[0].zxid, 11);
+    assert_eq!(s.outputs[1].zxid, 12);
+    assert!(s.signals.is_empty());
+    // Partition 1's signal for c2, also relative to c: 11 + 0 there, 11 + 1 here.
+    let s = p0.on_signal(Signal {
+        cmd: c2,
+        from: 1,
+        clock: 0,
+        base: Some(c),
+        facts: exec(1).service().facts(&txn(vec![a], vec![b])),
+    });
+    assert_eq!(s.outputs.len(), 1);
+    assert_eq!(s.outputs[0].zxid, 13);
+    assert_eq!(p0.metrics().prefetched, 2);
+}
+
+/// A relative signal whose base this replica never executed cannot be resolved: it is dropped
+/// and its partition named as missing, so the driver asks for it again.
+#[test]
+fn a_relative_signal_with_an_unknown_base_is_asked_for_again() {
+    let (a, b) = keys_of_two();
+    let mut p0 = exec(0);
+    let c = CmdId::new(GLOBAL, 5, 0);
+    let sig = p0.enqueue(c, txn(vec![a, b], vec![b])).unwrap();
+    assert_eq!(sig.len(), 1);
+    p0.receive(Signal {
+        cmd: c,
+        from: 1,
+        clock: 0,
+        base: Some(CmdId::new(GLOBAL, 4, 0)),
+        facts: exec(1).service().facts(&txn(vec![a, b], vec![b])),
+    });
+    assert!(p0.run(usize::MAX).outputs.is_empty());
+    assert_eq!(p0.waiting(), Some((c, vec![1])));
+    let s = p0.on_signal(Signal {
+        cmd: c,
+        from: 1,
+        clock: 4,
+        base: None,
         facts: exec(1).service().facts(&txn(vec![a, b], vec![b])),
     });
     assert_eq!(s.outputs.len(), 1);
-    assert_eq!(s.outputs[0].zxid, 11);
-    assert_eq!(s.signals.len(), 1, "c2 signals at the head");
-    assert_eq!(s.signals[0].signal.clock, 11);
+    assert_eq!(s.outputs[0].zxid, 5);
 }
 
 #[test]

@@ -305,6 +305,7 @@ struct Totals {
     data_changed: u64,
     deleted: u64,
     prefetched: u64,
+    prefetched_behind_multi: u64,
     waits: u64,
     errors: BTreeMap<i32, u64>,
 }
@@ -590,6 +591,7 @@ impl World {
             }
             let m = part.exec.metrics();
             self.totals.prefetched += m.prefetched;
+            self.totals.prefetched_behind_multi += m.prefetched_behind_multi;
             self.totals.waits += m.waits;
         }
         self.totals.seeds += 1;
@@ -628,6 +630,7 @@ fn zk_on_k_partitions_matches_one_zk() {
         all.data_changed += t.data_changed;
         all.deleted += t.deleted;
         all.prefetched += t.prefetched;
+        all.prefetched_behind_multi += t.prefetched_behind_multi;
         all.waits += t.waits;
         for (e, n) in t.errors {
             *all.errors.entry(e).or_default() += n;
@@ -639,6 +642,7 @@ fn zk_on_k_partitions_matches_one_zk() {
         assert!(all.multi_partition > all.commands / 10, "{all:?}");
         assert!(all.data_changed > 0 && all.deleted > 0, "{all:?}");
         assert!(all.prefetched > 0 && all.waits > 0, "{all:?}");
+        assert!(all.prefetched_behind_multi > 0, "{all:?}");
         for e in [
             ErrorCode::Ok,
             ErrorCode::NoNode,
