@@ -212,6 +212,23 @@ mod tests {
     }
 
     #[test]
+    fn waiting_on_names_headless_groups_only_while_commands_wait() {
+        let mut l = Learner::new(&[(10, 1), (20, 1)]).unwrap();
+        assert_eq!(l.waiting_on(), None, "nothing buffered");
+        assert!(l.on_decided(20, 1, at(5)).is_empty());
+        assert!(l.on_decided(20, 2, at(9)).is_empty());
+        assert_eq!(l.waiting_on(), Some((10, vec![10])), "above the latest");
+        // A skip of group 10 at 7 releases 20's first batch only; group 10 is asked again.
+        let d = l.on_decided(10, 1, Batch::skip(7));
+        assert_eq!(order(&d), vec![(20, 1), (10, 1)]);
+        assert_eq!(l.waiting_on(), Some((10, vec![10])));
+        let d = l.on_decided(10, 2, Batch::skip(12));
+        assert_eq!(order(&d), vec![(20, 2)]);
+        // Only a skip is buffered now: nothing waits, so no group is asked.
+        assert_eq!(l.waiting_on(), None);
+    }
+
+    #[test]
     fn a_learner_restarted_at_any_point_continues_the_same_sequence() {
         let groups = [1, 2, 3];
         let mut rng = crate::rng::Rng(7);
