@@ -43,7 +43,7 @@ impl Default for CoordinatorOptions {
             max_pending_commands: 16384,
             retry_ticks: 50,
             skip_after_ticks: Some(5),
-            skip_lookahead_ms: 5,
+            skip_lookahead_ms: 20,
         }
     }
 }
@@ -152,6 +152,8 @@ pub struct Coordinator {
     last_time_ms: u64,
     /// Tick of the last proposal (for skips).
     last_proposal: u64,
+    /// The latest time a learner asked an instance of this group to reach.
+    skip_wanted_ms: u64,
 }
 
 impl Coordinator {
@@ -184,6 +186,7 @@ impl Coordinator {
             pending_since: 0,
             last_time_ms: config.time_floor_ms,
             last_proposal: 0,
+            skip_wanted_ms: 0,
         })
     }
 
@@ -285,6 +288,7 @@ impl Coordinator {
                     }
                 }
                 self.close_batches(wall_ms, &mut out);
+                self.serve_skip_wanted(wall_ms, &mut out);
                 if let Some(after) = self.opts.skip_after_ticks {
                     if self.is_idle() && self.now - self.last_proposal >= after {
                         let value = Batch::skip(self.next_time(wall_ms));
@@ -298,23 +302,40 @@ impl Coordinator {
     }
 
     /// Demand-driven skip: a learner merging this group waits for an instance stamped at
-    /// `until_ms` or later. Unless one is already proposed (or the pipeline is full), proposes a
-    /// skip stamped `max(until_ms, wall_ms + skip_lookahead_ms)`.
+    /// `until_ms` or later. See [`Coordinator::serve_skip_wanted`].
     pub fn skip_until(&mut self, until_ms: u64, wall_ms: u64) -> Outputs {
         let mut out = Outputs::default();
+        self.skip_wanted_ms = self.skip_wanted_ms.max(until_ms);
+        self.serve_skip_wanted(wall_ms, &mut out);
+        out
+    }
+
+    /// Answers the latest [`Coordinator::skip_until`] (here and at every tick) unless an instance
+    /// that late is proposed. An idle coordinator proposes a skip stamped
+    /// `max(wanted, wall_ms + skip_lookahead_ms)`. A busy one lets its next batches, stamped by
+    /// the wall clock, reach a time still in the future, and proposes a skip only once it is due:
+    /// jumping its clock ahead would leave the groups that wait on it with skips that cover
+    /// nothing (their skips are stamped ahead of the wall clock, not of this group).
+    fn serve_skip_wanted(&mut self, wall_ms: u64, out: &mut Outputs) {
+        let wanted = self.skip_wanted_ms;
         if !self.is_leading()
-            || self.last_time_ms >= until_ms
+            || self.last_time_ms >= wanted
             || self.in_flight.len() >= self.opts.max_in_flight
         {
-            return out;
+            return;
         }
-        let time = self
-            .next_time(wall_ms.saturating_add(self.opts.skip_lookahead_ms))
-            .max(until_ms);
+        let time = if self.is_idle() {
+            self.next_time(wall_ms.saturating_add(self.opts.skip_lookahead_ms))
+        } else if wanted > wall_ms || !self.pending.is_empty() {
+            // Due later, or the pending batch (closing within a tick) will be stamped late enough.
+            return;
+        } else {
+            self.next_time(wall_ms)
+        };
+        let time = time.max(wanted);
         self.last_time_ms = time;
-        self.propose_at(self.next_instance, Batch::skip(time), true, &mut out);
+        self.propose_at(self.next_instance, Batch::skip(time), true, out);
         self.next_instance += 1;
-        out
     }
 
     /// Handles a message from an acceptor. Messages of other groups or for other ballots are

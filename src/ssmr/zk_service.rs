@@ -96,7 +96,7 @@
 use std::collections::BTreeMap;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use protocol::{ErrorCode, MultiOp, Request, Response, SetWatches};
+use protocol::{CreateMode, ErrorCode, MultiOp, Request, Response, SetWatches};
 
 use super::{PartitionId, Service};
 use crate::zk::{Applied, Command, Op, OwnedFields, Zk};
@@ -199,9 +199,11 @@ fn fact_paths(cmd: &Command) -> Vec<&str> {
 /// What a command reads from or writes to one partition, for the executor's prefetching.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum ZkKey {
-    /// The owned fields of a znode this partition owns.
+    /// The owned fields of a znode this partition owns, or its absence: only commands naming the
+    /// path change them.
     Node(String),
-    /// Which znodes exist (a create or delete anywhere may change a fact's "absent").
+    /// Znodes whose paths are only known once the command runs (a sequential create's, a closed
+    /// session's ephemerals) may appear or disappear: any fact's "absent" may change.
     Hierarchy,
     /// This partition's watch registry (the removeWatches verdict).
     Watches,
@@ -409,19 +411,25 @@ impl Service for ZkService {
                 keys.push(ZkKey::Node(p.to_string()));
             }
         };
+        // A sequential create's path is only known when it runs: Hierarchy covers it.
+        let unknown_path =
+            |flags: i32| CreateMode::from_i32(flags).is_none_or(|m| m.is_sequential());
         let (hierarchy, watches) = match &cmd.op {
             Op::CreateSession { .. } | Op::AddAuth { .. } => (false, false),
             Op::ReconnectSession { .. } => (false, true),
-            Op::CloseSession | Op::DeleteContainer { .. } => (true, true),
+            Op::CloseSession => (true, true),
+            Op::DeleteContainer { path } => {
+                node(path, &mut keys);
+                (false, true)
+            }
             Op::Request(r) => match r {
-                // A sequential create's path is only known when it runs: Hierarchy covers it.
                 Request::Create { req, .. } => {
                     node(&req.path, &mut keys);
-                    (true, true)
+                    (unknown_path(req.flags), true)
                 }
                 Request::Delete(d) => {
                     node(&d.path, &mut keys);
-                    (true, true)
+                    (false, true)
                 }
                 Request::SetData(s) => {
                     node(&s.path, &mut keys);
@@ -431,10 +439,11 @@ impl Service for ZkService {
                     let mut hierarchy = false;
                     for op in ops {
                         match op {
-                            MultiOp::Create { .. } | MultiOp::Delete(_) => {
-                                hierarchy = true;
+                            MultiOp::Create { req, .. } => {
+                                hierarchy |= unknown_path(req.flags);
                                 node(op_path(op), &mut keys);
                             }
+                            MultiOp::Delete(_) => node(op_path(op), &mut keys),
                             MultiOp::SetData(_) => node(op_path(op), &mut keys),
                             _ => {}
                         }

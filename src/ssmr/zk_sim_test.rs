@@ -1083,3 +1083,57 @@ fn persistent_watch_replaces_recursive_watch_everywhere() {
         )]
     );
 }
+
+/// State prefetching behind a queued create: a create or delete of a known path blocks only the
+/// facts of that path, a sequential create (whose path is known only when it runs) blocks every
+/// fact, so a delete of the name it will take is not signalled with a stale "absent".
+#[test]
+fn a_queued_sequential_create_blocks_prefetching_the_facts_of_any_path() {
+    let k = 2;
+    let mut l = Lockstep::new(k);
+    let seq = "/s0000000000";
+    let owner = partition_of(seq, k) as usize;
+    let other = (0..)
+        .map(|i| format!("/o{i}"))
+        .find(|p| partition_of(p, k) as usize == owner)
+        .unwrap();
+    l.create(A, &other, 0);
+    let cmd = |i: u64, op: Request| {
+        (
+            CmdId::new(GLOBAL, 1_000 + i, 0),
+            Command {
+                session: A,
+                xid: 1,
+                time_ms: 5_000,
+                op: Op::Request(op),
+            },
+        )
+    };
+    let create = |path: &str, flags: i32| Request::Create {
+        op: OpCode::Create,
+        req: CreateRequest {
+            path: path.into(),
+            data: None,
+            acl: crate::zk::open_acl(),
+            flags,
+            ttl: None,
+        },
+    };
+    let delete = |path: &str| {
+        Request::Delete(DeleteRequest {
+            path: path.into(),
+            version: -1,
+        })
+    };
+    let x = &mut l.execs[owner];
+    // Queued behind a plain create of another path, a delete of `other` is prefetched.
+    let (id, c) = cmd(1, create("/plain", 0));
+    x.enqueue(id, c).unwrap();
+    let (id, c) = cmd(2, delete(&other));
+    assert_eq!(x.enqueue(id, c).unwrap().len(), 1, "prefetched");
+    // Behind a sequential create, a delete of the name it will take waits for the head.
+    let (id, c) = cmd(3, create("/s", 2));
+    x.enqueue(id, c).unwrap();
+    let (id, c) = cmd(4, delete(seq));
+    assert!(x.enqueue(id, c).unwrap().is_empty(), "not prefetched");
+}
