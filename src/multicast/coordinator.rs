@@ -292,8 +292,7 @@ impl Coordinator {
                 if let Some(after) = self.opts.skip_after_ticks {
                     if self.is_idle() && self.now - self.last_proposal >= after {
                         let value = Batch::skip(self.next_time(wall_ms));
-                        self.propose_at(self.next_instance, value, true, &mut out);
-                        self.next_instance += 1;
+                        self.propose_next(value, &mut out);
                     }
                 }
             }
@@ -334,8 +333,7 @@ impl Coordinator {
         };
         let time = time.max(wanted);
         self.last_time_ms = time;
-        self.propose_at(self.next_instance, Batch::skip(time), true, out);
-        self.next_instance += 1;
+        self.propose_next(Batch::skip(time), out);
     }
 
     /// Handles a message from an acceptor. Messages of other groups or for other ballots are
@@ -565,14 +563,19 @@ impl Coordinator {
             self.pending_bytes -= bytes;
             self.pending_since = self.now;
             let value = Batch::new(self.next_time(wall_ms), commands);
-            self.propose_at(self.next_instance, value, true, out);
-            self.next_instance += 1;
+            self.propose_next(value, out);
         }
     }
 
     fn next_time(&mut self, wall_ms: u64) -> u64 {
         self.last_time_ms = wall_ms.max(self.last_time_ms + 1);
         self.last_time_ms
+    }
+
+    /// Proposes an own batch (or skip) in the next free instance.
+    fn propose_next(&mut self, value: Batch, out: &mut Outputs) {
+        self.propose_at(self.next_instance, value, true, out);
+        self.next_instance += 1;
     }
 
     fn propose_at(&mut self, instance: Instance, value: Batch, own: bool, out: &mut Outputs) {

@@ -263,15 +263,14 @@ impl<S: Service> Executor<S> {
         let executed = self.resend.range(cmd..).map(|(_, s)| s.clone());
         let queued = self.queue.iter().filter(|p| p.id >= cmd).filter_map(|p| {
             let sent = p.sent.as_ref()?;
-            let mut out = signal_out(
+            Some(signal_out(
                 self.partition,
                 p.id,
                 &p.dest,
                 sent.clock,
+                sent.base,
                 sent.facts.clone(),
-            );
-            out.signal.base = sent.base;
-            Some(out)
+            ))
         });
         executed
             .chain(queued)
@@ -375,9 +374,14 @@ impl<S: Service> Executor<S> {
                     self.metrics.prefetched_behind_multi += 1;
                 }
                 self.metrics.signals_sent += 1;
-                let mut out = signal_out(self.partition, id, &dest, clock, facts.clone());
-                out.signal.base = base;
-                signals.push(out);
+                signals.push(signal_out(
+                    self.partition,
+                    id,
+                    &dest,
+                    clock,
+                    base,
+                    facts.clone(),
+                ));
                 sent = Some(Sent { clock, base, facts });
             }
             self.queued_multi += 1;
@@ -478,6 +482,7 @@ impl<S: Service> Executor<S> {
                 head.id,
                 &head.dest,
                 self.clock,
+                None,
                 facts.clone(),
             ));
             self.metrics.signals_sent += 1;
@@ -558,6 +563,7 @@ impl<S: Service> Executor<S> {
                     p.id,
                     &p.dest,
                     self.clock,
+                    None,
                     sent.facts.clone(),
                 ),
             );
@@ -598,12 +604,14 @@ impl<S: Service> Executor<S> {
     }
 }
 
-/// The signal `from` sends for command `id` to the other partitions of `dest`.
+/// The signal `from` sends for command `id` to the other partitions of `dest` (`clock` relative
+/// to `base`'s zxid when `base` is set).
 fn signal_out(
     from: PartitionId,
     id: CmdId,
     dest: &[PartitionId],
     clock: i64,
+    base: Option<CmdId>,
     facts: Bytes,
 ) -> SignalOut {
     SignalOut {
@@ -612,7 +620,7 @@ fn signal_out(
             cmd: id,
             from,
             clock,
-            base: None,
+            base,
             facts,
         },
     }
