@@ -76,6 +76,39 @@ def zk_handshake(host, port, timeout=2.0):
         return False
 
 
+def four_letter(host, port, command, timeout=5.0):
+    """The text a server answers to a four letter word, or None when it
+    refuses (not whitelisted) or cannot be reached."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            s.settimeout(timeout)
+            s.sendall(command.encode())
+            out = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                out += chunk
+    except OSError:
+        return None
+    text = out.decode(errors="replace")
+    if "is not executed because it is not in the whitelist" in text:
+        return None
+    return text
+
+
+def watchers_by_path(text):
+    """Parse a `wchp` answer into {path: {session id}}."""
+    table, path = {}, None
+    for line in text.splitlines():
+        if line.startswith("\t") and path is not None:
+            table[path].add(int(line.strip(), 16))
+        elif line.strip():
+            path = line.strip()
+            table.setdefault(path, set())
+    return table
+
+
 def _recv_exact(s, n):
     buf = b""
     while len(buf) < n:
