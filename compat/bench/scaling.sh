@@ -13,7 +13,10 @@
 #   --shares LIST        create/delete percentages of all operations (default 0,1,5,10)
 #   --cpu C              CPU budget of each partition, in cores (default 0.2; k*C must fit the machine)
 #   --no-budget          no CPU quota (the processes share the machine freely)
-#   --sessions N         sessions of every run (default 32, spread round-robin over the servers)
+#   --sessions N         sessions per partition (default 32: k partitions get 32k sessions, so each
+#                        partition sees the same offered load at every k, as the paper's clients
+#                        grow with its partitions; spread round-robin over the servers)
+#   --total-sessions N   N sessions in all at every k instead (a partition then sees N/k)
 #   --outstanding N      requests each session keeps in flight (default 25)
 #   --keys N             keys set by setData (default 1000; they hash over the partitions)
 #   --spread             sessions pick keys of every partition, not of their server's only
@@ -30,11 +33,11 @@
 set -uo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-VOLERY="" PARTS="1,2,4,8" SHARES="0,1,5,10" CPU=0.2 BUDGET=1 SESSIONS=32 OUTSTANDING=25 KEYS=1000
+VOLERY="" PARTS="1,2,4,8" SHARES="0,1,5,10" CPU=0.2 BUDGET=1 SESSIONS=32 PER_PARTITION=1 OUTSTANDING=25 KEYS=1000
 WARMUP=3s DURATION=10s MAX_MINUTES=45 OUT="$HERE/results" LOCAL=--local
 NOTES=()
 COMMAND="compat/bench/scaling.sh $*"
-usage() { sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --volery) VOLERY="${2:-}"; shift 2 || usage ;;
@@ -42,7 +45,8 @@ while [ $# -gt 0 ]; do
     --shares) SHARES="${2:-}"; shift 2 || usage ;;
     --cpu) CPU="${2:-}"; shift 2 || usage ;;
     --no-budget) BUDGET=0; shift ;;
-    --sessions) SESSIONS="${2:-}"; shift 2 || usage ;;
+    --sessions) SESSIONS="${2:-}"; PER_PARTITION=1; shift 2 || usage ;;
+    --total-sessions) SESSIONS="${2:-}"; PER_PARTITION=0; shift 2 || usage ;;
     --outstanding) OUTSTANDING="${2:-}"; shift 2 || usage ;;
     --keys) KEYS="${2:-}"; shift 2 || usage ;;
     --spread) LOCAL=""; shift ;;
@@ -206,7 +210,9 @@ run_bench() {
   echo "== k=$k ${g}% create/delete ($mix)" >&2
   for i in "${!CGS[@]}"; do before+=("$(throttled "${CGS[$i]}")"); done
   local limit=$(( $("${PY[@]}" seconds "$WARMUP") + $("${PY[@]}" seconds "$DURATION") + 120 ))
-  timeout -k 5 "$limit" sh -c "$IN_CGROUP" "${CG:+$CG/loadgen}" "$VOLERY" bench --servers "$SERVERS" --sessions "$SESSIONS" --outstanding "$OUTSTANDING" \
+  local sessions="$SESSIONS"
+  [ "$PER_PARTITION" = 1 ] && sessions=$((SESSIONS * k))
+  timeout -k 5 "$limit" sh -c "$IN_CGROUP" "${CG:+$CG/loadgen}" "$VOLERY" bench --servers "$SERVERS" --sessions "$sessions" --outstanding "$OUTSTANDING" \
     --mix "$mix" $LOCAL --size 1000 --keys "$KEYS" --warmup "$WARMUP" --duration "$DURATION" \
     --server-pids "$PIDS" --label "k$k/g$g" --quiet --json "$dir/$name.json" >"$WORK/$name.out" 2>&1
   local rc=$?
@@ -265,7 +271,7 @@ fi
   --command "$COMMAND" \
   --note "Volery at $REV: $VOLERY (server and load generator)" \
   --note "$BUDGET_NOTE" \
-  --note "Each run: $SESSIONS sessions x $OUTSTANDING outstanding, setData 1 KB values on $KEYS keys (${LOCAL:+each session on the keys of its own partition}${LOCAL:-keys of every partition}), warm-up $WARMUP, measured window $DURATION; a fresh cluster for each k." \
+  --note "Each run: $SESSIONS sessions$( [ "$PER_PARTITION" = 1 ] && echo ' per partition') x $OUTSTANDING outstanding, setData 1 KB values on $KEYS keys (${LOCAL:+each session on the keys of its own partition}${LOCAL:-keys of every partition}), warm-up $WARMUP, measured window $DURATION; a fresh cluster for each k." \
   "${NOTES[@]}"
 echo "scaling: results in $OUT/scaling.md" >&2
 if [ ${#FAILED[@]} -gt 0 ]; then

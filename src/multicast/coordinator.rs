@@ -237,6 +237,13 @@ impl Coordinator {
         self.pending.is_empty() && self.in_flight.is_empty()
     }
 
+    /// True while the next tick may do something besides the idle skip: a batch to close, an
+    /// Accept or Prepare to resend, a requested skip not yet proposed. Otherwise ticks may come
+    /// seldom (the idle skip then waits longer, which only the fallback notices).
+    pub fn needs_ticks(&self) -> bool {
+        !self.is_idle() || !self.is_leading() || self.last_time_ms < self.skip_wanted_ms
+    }
+
     /// Queues a command for the next batch; `wall_ms` is the wall clock (ms since the epoch).
     pub fn propose(&mut self, cmd: Bytes, wall_ms: u64) -> Outputs {
         self.propose_all([cmd], wall_ms)

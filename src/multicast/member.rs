@@ -278,6 +278,15 @@ impl Member {
         })
     }
 
+    /// True while some group needs the driver's fine tick (see [`Coordinator::needs_ticks`]):
+    /// commands wait here for a leader, or this node's coordinator is busy. Heartbeats, leases,
+    /// elections and catch-up count in milliseconds, so coarse ticks only delay them by a tick.
+    pub fn needs_ticks(&self) -> bool {
+        self.groups.iter().any(|g| {
+            !g.waiting.is_empty() || g.coordinator.as_ref().is_some_and(|c| c.needs_ticks())
+        })
+    }
+
     /// Records that the local replica checkpointed every instance of `group` below `below`.
     pub fn checkpointed(&mut self, group: GroupId, below: Instance) {
         let id = self.id;

@@ -39,9 +39,13 @@ pub const DEFAULT_SUBMIT_CAPACITY: usize = 8192;
 pub const DEFAULT_DELIVERY_CAPACITY: usize = 1024;
 /// Default tick: the coordinator's batch delay and retries count in these.
 pub const DEFAULT_TICK: Duration = Duration::from_millis(1);
-/// Ticks an idle coordinator waits before it decides a skip, when this node merges several groups.
-/// Only a fallback: a merge that holds commands back asks the idle group for a skip at once
-/// ([`PaxosMsg::SkipNeeded`]), so idle groups cost little and a lone command waits for no timer.
+/// The tick while nothing here needs the fine one ([`Member::needs_ticks`]): an idle node wakes
+/// this seldom instead of every [`DEFAULT_TICK`].
+pub const IDLE_TICK: Duration = Duration::from_millis(10);
+/// Ticks an idle coordinator waits before it decides a skip, when this node merges several groups
+/// (ticks of [`IDLE_TICK`] then, so about a second). Only a fallback: a merge that holds commands
+/// back asks the idle group for a skip at once ([`PaxosMsg::SkipNeeded`]), so idle groups cost
+/// little and a lone command waits for no timer.
 pub const DEFAULT_SKIP_AFTER_TICKS: u64 = 100;
 
 /// Options of this node's part in its groups.
@@ -531,8 +535,11 @@ impl Driver {
         mut events: Option<mpsc::Receiver<NetEvent>>,
     ) -> Result<(), GroupError> {
         let groups = self.groups.clone();
-        let mut ticker = tokio::time::interval(self.options.tick);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let fine = self.options.tick;
+        let coarse = IDLE_TICK.max(fine);
+        let mut last_tick = tokio::time::Instant::now();
+        let ticker = tokio::time::sleep_until(last_tick + fine);
+        tokio::pin!(ticker);
         let mut writing: Option<WriteTask> = None;
         let mut submit_open = true;
         let mut control_open = true;
@@ -557,6 +564,15 @@ impl Driver {
             let room = submit_open
                 && groups.iter().all(|&g| self.member.has_room(g))
                 && self.ready.len() < self.options.delivery_capacity;
+            let due = last_tick
+                + if self.member.needs_ticks() {
+                    fine
+                } else {
+                    coarse
+                };
+            if ticker.deadline() != due {
+                ticker.as_mut().reset(due);
+            }
             tokio::select! {
                 biased;
                 res = wait_write(&mut writing), if writing.is_some() => {
@@ -643,7 +659,8 @@ impl Driver {
                         }
                     }
                 },
-                _ = ticker.tick() => {
+                _ = &mut ticker => {
+                    last_tick = tokio::time::Instant::now();
                     for (peers, &g) in self.live_peers.iter().zip(groups.iter()) {
                         peers.store(self.member.live_peers(g) as u32, Ordering::Relaxed);
                     }
