@@ -19,6 +19,18 @@ struct GroupLane {
     next: Instance,
     /// Decided instances >= `next`, waiting for their turn.
     buffered: BTreeMap<Instance, Batch>,
+    /// Timestamp of the last delivered instance, and whether it was a skip.
+    delivered: (u64, bool),
+}
+
+impl GroupLane {
+    /// Timestamp of the last instance known decided, and whether it is a skip.
+    fn horizon(&self) -> (u64, bool) {
+        self.buffered
+            .values()
+            .next_back()
+            .map_or(self.delivered, |b| (b.time_ms, b.is_skip()))
+    }
 }
 
 /// Learns decisions and delivers them: each group in instance order, groups merged by the
@@ -38,6 +50,8 @@ struct GroupLane {
 #[derive(Debug)]
 pub struct Learner {
     lanes: Vec<GroupLane>,
+    /// Timestamp of the last delivered batch that carried commands, if any was.
+    last_command_ms: Option<u64>,
 }
 
 impl Learner {
@@ -57,8 +71,10 @@ impl Learner {
                     id,
                     next,
                     buffered: BTreeMap::new(),
+                    delivered: (0, true),
                 })
                 .collect(),
+            last_command_ms: None,
         })
     }
 
@@ -100,6 +116,21 @@ impl Learner {
             .map(|l| l.id)
             .collect();
         (!headless.is_empty()).then_some((latest + 1, headless))
+    }
+
+    /// Idle groups about to hold the merge back: while commands flow (one was delivered stamped
+    /// at `active_since_ms` or later), each group whose last decided instance is a skip stamped
+    /// before `soon_ms`. Asking them for the next skip now, before a batch waits on them, spares
+    /// the busy groups a stall of one round trip of the idle group every time its skip runs out.
+    pub fn running_out(&self, active_since_ms: u64, soon_ms: u64) -> Vec<GroupId> {
+        if self.lanes.len() < 2 || self.last_command_ms.is_none_or(|t| t < active_since_ms) {
+            return Vec::new();
+        }
+        self.lanes
+            .iter()
+            .filter(|l| matches!(l.horizon(), (t, true) if t < soon_ms))
+            .map(|l| l.id)
+            .collect()
     }
 
     /// Takes a [`PaxosMsg::Decision`]; other messages are ignored.
@@ -148,6 +179,10 @@ impl Learner {
             let Some((_, i)) = first else { return out };
             let lane = &mut self.lanes[i];
             let value = lane.buffered.remove(&lane.next).expect("head is buffered");
+            lane.delivered = (value.time_ms, value.is_skip());
+            if !value.is_skip() {
+                self.last_command_ms = self.last_command_ms.max(Some(value.time_ms));
+            }
             out.push(Delivery {
                 group: lane.id,
                 instance: lane.next,
@@ -272,5 +307,37 @@ mod tests {
         }
         assert!(Learner::new(&[]).is_err());
         assert!(Learner::new(&[(1, 0)]).is_err());
+    }
+
+    #[test]
+    fn an_idle_group_is_asked_ahead_only_while_commands_flow() {
+        let mut l = Learner::new(&[(1, 1), (2, 1)]).unwrap();
+        assert!(
+            l.running_out(0, 100).is_empty(),
+            "nothing delivered: nobody is busy"
+        );
+        l.on_decided(2, 1, Batch::skip(50));
+        l.on_decided(1, 1, b(40));
+        assert_eq!(
+            l.running_out(30, 60),
+            vec![2],
+            "skip at 50 runs out before 60"
+        );
+        assert!(
+            l.running_out(30, 50).is_empty(),
+            "skip at 50 still covers 50"
+        );
+        assert!(l.running_out(41, 60).is_empty(), "no command since 41");
+        l.on_decided(2, 2, Batch::skip(80));
+        assert!(
+            l.running_out(30, 60).is_empty(),
+            "the buffered skip at 80 covers 60"
+        );
+        l.on_decided(1, 2, b(90));
+        assert_eq!(
+            l.running_out(30, 100),
+            vec![2],
+            "the busy group is never asked: its last instance carries commands"
+        );
     }
 }

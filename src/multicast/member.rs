@@ -844,30 +844,56 @@ impl Member {
 
     /// Demand-driven skips: while the merge waits on idle groups, asks each one's coordinator
     /// (local or the leader) for an instance stamped late enough; again when the wait moves on or
-    /// after `heartbeat_ms`. Periodic skips (`skip_after_ticks`) remain the fallback.
+    /// after `heartbeat_ms`. While commands flow, an idle group whose skip covers less than half
+    /// the lookahead ahead of the wall clock is asked for the next one before anything waits
+    /// ([`Learner::running_out`]). Periodic skips (`skip_after_ticks`) remain the fallback.
     fn ask_for_skips(&mut self, wall_ms: u64, out: &mut Outputs) {
-        let Some((until_ms, groups)) = self.learner.waiting_on() else {
+        if let Some((until_ms, groups)) = self.learner.waiting_on() {
+            for group in groups {
+                self.ask_for_skip(group, until_ms, until_ms, wall_ms, out);
+            }
+        }
+        let lookahead = self.opts.coordinator.skip_lookahead_ms;
+        if lookahead == 0 {
+            return;
+        }
+        let soon_ms = wall_ms.saturating_add(lookahead / 2);
+        let until_ms = wall_ms.saturating_add(lookahead);
+        for group in self
+            .learner
+            .running_out(wall_ms.saturating_sub(lookahead), soon_ms)
+        {
+            self.ask_for_skip(group, soon_ms, until_ms, wall_ms, out);
+        }
+    }
+
+    /// Asks `group`'s coordinator for an instance stamped `until_ms` or later, unless an ask that
+    /// reached `enough_ms` went out within `heartbeat_ms`.
+    fn ask_for_skip(
+        &mut self,
+        group: GroupId,
+        enough_ms: u64,
+        until_ms: u64,
+        wall_ms: u64,
+        out: &mut Outputs,
+    ) {
+        let (id, now, again) = (self.id, self.now, self.opts.heartbeat_ms);
+        let Some(gi) = self.index(group) else {
             return;
         };
-        let (id, now, again) = (self.id, self.now, self.opts.heartbeat_ms);
-        for group in groups {
-            let Some(gi) = self.index(group) else {
-                continue;
-            };
-            let g = &mut self.groups[gi];
-            let (asked, at) = g.skip_asked;
-            if asked >= until_ms && now.saturating_sub(at) < again {
-                continue;
-            }
-            g.skip_asked = (until_ms, now);
-            match (&mut g.coordinator, g.leader) {
-                (Some(c), _) => out.extend(c.skip_until(until_ms, wall_ms)),
-                (None, Some((leader, _))) if leader != id => out.send.push(Envelope {
-                    to: leader,
-                    msg: PaxosMsg::SkipNeeded { group, until_ms },
-                }),
-                _ => {}
-            }
+        let g = &mut self.groups[gi];
+        let (asked, at) = g.skip_asked;
+        if asked >= enough_ms && now.saturating_sub(at) < again {
+            return;
+        }
+        g.skip_asked = (until_ms, now);
+        match (&mut g.coordinator, g.leader) {
+            (Some(c), _) => out.extend(c.skip_until(until_ms, wall_ms)),
+            (None, Some((leader, _))) if leader != id => out.send.push(Envelope {
+                to: leader,
+                msg: PaxosMsg::SkipNeeded { group, until_ms },
+            }),
+            _ => {}
         }
     }
 }
