@@ -647,18 +647,18 @@ class Runner:
 
     def compare(self, desc, ref_reply, tgt_reply, excuse=None):
         self.compared += 1
-        if ref_reply != tgt_reply and excuse is not None and excuse(ref_reply, tgt_reply):
+        if ref_reply == tgt_reply:
+            return True
+        if excuse is not None and excuse(ref_reply, tgt_reply):
             self.reference_leaks += 1
             print("  op %d: %s: reference leak (see the module doc), not compared" % (self.op_index, desc))
             return True
-        if ref_reply != tgt_reply:
-            self.divergences += 1
-            if self.divergences <= self.max_report:
-                print("DIVERGENCE at op %d: %s" % (self.op_index, desc))
-                print("  reference: %r" % (ref_reply,))
-                print("  target:    %r" % (tgt_reply,))
-            return False
-        return True
+        self.divergences += 1
+        if self.divergences <= self.max_report:
+            print("DIVERGENCE at op %d: %s" % (self.op_index, desc))
+            print("  reference: %r" % (ref_reply,))
+            print("  target:    %r" % (tgt_reply,))
+        return False
 
     def both(self, fn, desc, excuse=None):
         raw = [fn(side) for side in self.sides]
@@ -680,11 +680,10 @@ class Runner:
         its server leaked from closed sessions."""
 
         def excuse(ref_reply, tgt_reply):
-            for says_yes, side in ((ref_reply, self.ref), (tgt_reply, self.tgt)):
-                other = tgt_reply if side is self.ref else ref_reply
-                if says_yes is True and other == {"error": "NoWatcherError"} and side.leaked_watch(path):
-                    return True
-            return False
+            return any(
+                yes is True and no == {"error": "NoWatcherError"} and side.leaked_watch(path)
+                for yes, no, side in ((ref_reply, tgt_reply, self.ref), (tgt_reply, ref_reply, self.tgt))
+            )
 
         return excuse
 
