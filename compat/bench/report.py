@@ -393,12 +393,13 @@ def seconds(text):
 
 
 def load_scaling(raw_dir):
-    """{(k, share): (run, [(periods, throttled)] per partition)} from scaling.sh's files."""
+    """{(k, share): [(run, [(periods, throttled)] per partition), ...] one per round} from
+    scaling.sh's files (k<k>__g<share>[__r<round>].json and .throttle)."""
     runs = {}
     for path in sorted(glob.glob(os.path.join(raw_dir, "k*__g*.json"))):
         name = os.path.basename(path)[: -len(".json")]
-        k_part, g_part = name.split("__")
-        k, g = int(k_part[1:]), int(g_part[1:])
+        parts = name.split("__")
+        k, g = int(parts[0][1:]), int(parts[1][1:])
         with open(path) as f:
             run = json.load(f)
         throttle = []
@@ -406,11 +407,34 @@ def load_scaling(raw_dir):
         if os.path.exists(tpath):
             with open(tpath) as f:
                 for line in f:
-                    parts = line.split()
-                    if len(parts) == 2:
-                        throttle.append((int(parts[0]), int(parts[1])))
-        runs[(k, g)] = (run, throttle)
+                    fields = line.split()
+                    if len(fields) == 2:
+                        throttle.append((int(fields[0]), int(fields[1])))
+        runs.setdefault((k, g), []).append((run, throttle))
     return runs
+
+
+def median(values):
+    v = sorted(values)
+    if not v:
+        return None
+    mid = len(v) // 2
+    return v[mid] if len(v) % 2 else (v[mid - 1] + v[mid]) / 2
+
+
+def over_rounds(k, rounds):
+    """The metrics of every round of one (k, share), and their medians: throughput and CPU per
+    operation each take their own median over the rounds, with the range beside them."""
+    each = [scaling_metrics(k, run, throttle) for run, throttle in rounds]
+    cpus = [r["cpu_per_op"] for r in each if r["cpu_per_op"] is not None]
+    return {
+        "rounds": each,
+        "ops": median([r["ops"] for r in each]),
+        "ops_range": [r["ops"] for r in each],
+        "cpu_per_op": median(cpus),
+        "cpu_range": cpus,
+        "cpu_per_op_each": [v for r in each for v in r["cpu_per_op_each"]],
+    }
 
 
 def scaling_metrics(k, run, throttle):
@@ -477,7 +501,11 @@ def scaling(raw_dir, out_dir, budget, command, notes):
     runs = load_scaling(raw_dir)
     ks = sorted({k for k, _ in runs})
     shares = sorted({g for _, g in runs if g != 100})
-    m = {key: scaling_metrics(key[0], *val) for key, val in runs.items()}
+    m = {key: over_rounds(key[0], rounds) for key, rounds in runs.items()}
+    n_rounds = max((len(r) for r in runs.values()), default=1)
+    # "median (min–max)" when there was more than one round.
+    with_range = lambda value, values, digits=1: fmt(value, digits) + (
+        " (%s)" % spread(values, digits) if len(values) > 1 else "")
     lines = ["# Volery: scaling with partitions (the paper's figure 8 experiment on one machine)", ""]
     lines.append("- Date: %s" % time.strftime("%Y-%m-%d %H:%M %Z"))
     lines.append("- Machine: %s" % machine())
@@ -486,8 +514,7 @@ def scaling(raw_dir, out_dir, budget, command, notes):
     for n in notes:
         lines.append("- %s" % n)
     lines.append("- Shape: k partitions x 1 replica, k = %s, every server on 127.0.0.1 and a client front "
-                 "end for the whole tree; sessions spread round-robin over the k servers, so (k-1)/k of the "
-                 "operations reach a server of another partition first. Local operations: setData of 1000 "
+                 "end for the whole tree; sessions spread round-robin over the k servers. Local operations: setData of 1000 "
                  "bytes on keys hashed over all partitions; global operations: create of a 1000-byte znode "
                  "followed by its delete (both ordered and executed in every partition)." % ", ".join(map(str, ks)))
     lines.append("- 3 replicas per partition (the paper's setting) are out of reach here: 8 x 3 = 24 servers, "
@@ -504,7 +531,9 @@ def scaling(raw_dir, out_dir, budget, command, notes):
                  "Local setData: all servers' CPU over all operations (each runs in one partition; "
                  "the range is each partition's CPU over 1/k of the operations). Global create/delete: "
                  "all servers' CPU over all operations divided by k (each runs in every partition), "
-                 "from the create/delete-only run.")
+                 "from the create/delete-only run." + (
+                     " Each figure is the median of %d rounds, their range in brackets." % n_rounds
+                     if n_rounds > 1 else ""))
     lines.append("")
     lines.append("| partitions | local setData: CPU-us per op per partition | range over partitions | "
                  "global create/delete: CPU-us per op per partition | whole cluster per global op |")
@@ -514,9 +543,10 @@ def scaling(raw_dir, out_dir, budget, command, notes):
         glo = m.get((k, 100))
         lines.append("| %d | %s | %s | %s | %s |" % (
             k,
-            fmt(loc["cpu_per_op"]) if loc else "not run",
+            with_range(loc["cpu_per_op"], loc["cpu_range"]) if loc else "not run",
             spread(loc["cpu_per_op_each"]) if loc else "",
-            fmt(glo["cpu_per_op"] / k) if glo and glo["cpu_per_op"] is not None else "not run",
+            with_range(glo["cpu_per_op"] / k, [c / k for c in glo["cpu_range"]])
+            if glo and glo["cpu_per_op"] is not None else "not run",
             fmt(glo["cpu_per_op"]) if glo and glo["cpu_per_op"] is not None else ""))
     lines.append("")
     charts = []
@@ -540,7 +570,9 @@ def scaling(raw_dir, out_dir, budget, command, notes):
     if budget > 0:
         lines.append("Each partition's process may use %g core (CFS quota); k partitions get k x %g cores, "
                      "so ideal scaling is linear in k. Speedup is against k = 1 with the same share of "
-                     "create/delete." % (budget, budget))
+                     "create/delete." % (budget, budget) + (
+                         " Each figure is the median of %d rounds; the range over rounds is in "
+                         "\"Every run\" below." % n_rounds if n_rounds > 1 else ""))
     lines.append("")
     lines.append("| partitions | " + " | ".join("%d%% create/delete" % g for g in shares) + " |")
     lines.append("|---:|" + "---:|" * len(shares))
@@ -573,13 +605,13 @@ def scaling(raw_dir, out_dir, budget, command, notes):
     # ---- details
     lines.append("## Every run")
     lines.append("")
-    lines.append("| partitions | create/delete asked | measured | ops/s | p50 ms | p99 ms | server CPU-us/op | "
+    lines.append("| partitions | create/delete asked | round | measured | ops/s | p50 ms | p99 ms | server CPU-us/op | "
                  "cores per partition | throttled periods (whole run) | errors |")
-    lines.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for (k, g) in sorted(m):
-        r = m[(k, g)]
-        lines.append("| %d | %d%% | %.1f%% | %s | %s | %s | %s | %s | %s | %d |" % (
-            k, g, r["global"] * 100, fmt(r["ops"]), fmt(r["p50"], 2), fmt(r["p99"], 2),
+    lines.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    every = [(k, g, i + 1, r) for (k, g) in sorted(m) for i, r in enumerate(m[(k, g)]["rounds"])]
+    for k, g, rnd, r in every:
+        lines.append("| %d | %d%% | %d | %.1f%% | %s | %s | %s | %s | %s | %s | %d |" % (
+            k, g, rnd, r["global"] * 100, fmt(r["ops"]), fmt(r["p50"], 2), fmt(r["p99"], 2),
             fmt(r["cpu_per_op"]), spread(r["cores_each"], 2),
             "–" if r["throttled"] is None else "%.0f%%" % (r["throttled"] * 100), r["errors"]))
     lines.append("")

@@ -23,6 +23,9 @@
 #   --warmup D           warm-up of every run (default 3s)
 #   --duration D         measured window of every run (default 10s)
 #   --quick              1s warm-up, 4s windows (a smoke test)
+#   --repeat N           measure every k N times (default 1), the rounds interleaved over k (k=1,
+#                        2, 4, 8, then again) so a machine that drifts affects every k alike; the
+#                        report gives each figure's median and its range over the rounds
 #   --max-minutes M      stop starting runs after M minutes (default 45)
 #   --out DIR            results folder (default compat/bench/results): writes DIR/scaling.md,
 #                        DIR/scaling-*.svg and DIR/raw-scaling/*.json
@@ -34,10 +37,10 @@ set -uo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 VOLERY="" PARTS="1,2,4,8" SHARES="0,1,5,10" CPU=0.2 BUDGET=1 SESSIONS=32 PER_PARTITION=1 OUTSTANDING=25 KEYS=1000
-WARMUP=3s DURATION=10s MAX_MINUTES=45 OUT="$HERE/results" LOCAL=--local
+WARMUP=3s DURATION=10s REPEAT=1 MAX_MINUTES=45 OUT="$HERE/results" LOCAL=--local
 NOTES=()
 COMMAND="compat/bench/scaling.sh $*"
-usage() { sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --volery) VOLERY="${2:-}"; shift 2 || usage ;;
@@ -53,6 +56,7 @@ while [ $# -gt 0 ]; do
     --warmup) WARMUP="${2:-}"; shift 2 || usage ;;
     --duration) DURATION="${2:-}"; shift 2 || usage ;;
     --quick) WARMUP=1s; DURATION=4s; shift ;;
+    --repeat) REPEAT="${2:-}"; shift 2 || usage ;;
     --max-minutes) MAX_MINUTES="${2:-}"; shift 2 || usage ;;
     --out) OUT="${2:-}"; shift 2 || usage ;;
     --note) NOTES+=(--note "${2:-}"); shift 2 || usage ;;
@@ -66,6 +70,7 @@ VOLERY="$(cd "$(dirname "$VOLERY")" && pwd)/$(basename "$VOLERY")"
 "$VOLERY" bench --help >/dev/null 2>&1 || { echo "scaling: $VOLERY has no 'bench' subcommand" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "scaling: python3 is required" >&2; exit 1; }
 PY=(python3 "$HERE/report.py")
+case "$REPEAT" in ''|*[!0-9]*|0) echo "scaling: --repeat $REPEAT is not a positive count" >&2; exit 2 ;; esac
 IFS=, read -r -a KS <<<"$PARTS"
 IFS=, read -r -a GS <<<"$SHARES"
 for g in "${GS[@]}"; do
@@ -188,7 +193,7 @@ EOF
     local cg=""
     if [ "$BUDGET" = 1 ]; then
       cg="$CG/k$k-p$i"
-      mkdir "$cg"
+      mkdir -p "$cg"
       echo "$PERIOD_US" >"$cg/cpu.cfs_period_us"
       echo "$QUOTA_US" >"$cg/cpu.cfs_quota_us"
     fi
@@ -230,8 +235,9 @@ run_bench() {
 }
 
 FAILED=()
+for round in $(seq 1 "$REPEAT"); do
 for k in "${KS[@]}"; do
-  if [ "$(date +%s)" -ge "$DEADLINE" ]; then echo "scaling: out of time before k=$k" >&2; break; fi
+  if [ "$(date +%s)" -ge "$DEADLINE" ]; then echo "scaling: out of time before k=$k (round $round)" >&2; break 2; fi
   start_cluster "$k"
   sleep 1
   alive=1
@@ -247,10 +253,10 @@ for k in "${KS[@]}"; do
   # unrecorded setData run first.
   run_bench "$k" 0 "$(mix_for 0)" "k${k}__prime" "$WORK" >/dev/null 2>&1 || true
   for g in "${GS[@]}"; do
-    run_bench "$k" "$g" "$(mix_for "$g")" "k${k}__g${g}" || FAILED+=("k=$k ${g}%")
+    run_bench "$k" "$g" "$(mix_for "$g")" "k${k}__g${g}__r${round}" || FAILED+=("k=$k ${g}% (round $round)")
   done
   # Global operations alone: the cost of a create/delete at each partition.
-  run_bench "$k" 100 "$(mix_for 100)" "k${k}__g100" || FAILED+=("k=$k 100%")
+  run_bench "$k" 100 "$(mix_for 100)" "k${k}__g100__r${round}" || FAILED+=("k=$k 100% (round $round)")
   for i in $(seq 1 "$k"); do
     if grep -qiE 'panic|ERROR' "$WORK/k$k-s$i.log"; then
       echo "scaling: k=$k server $i logged errors:" >&2; grep -iE 'panic|ERROR' "$WORK/k$k-s$i.log" | head -n 5 >&2
@@ -258,6 +264,8 @@ for k in "${KS[@]}"; do
   done
   stop_all
   if [ "$BUDGET" = 1 ]; then for d in "$CG"/k"$k"-p*; do rmdir "$d" 2>/dev/null || true; done; fi
+  rm -rf "$WORK/k$k"
+done
 done
 
 # ------------------------------------------------------------- report
@@ -271,7 +279,7 @@ fi
   --command "$COMMAND" \
   --note "Volery at $REV: $VOLERY (server and load generator)" \
   --note "$BUDGET_NOTE" \
-  --note "Each run: $SESSIONS sessions$( [ "$PER_PARTITION" = 1 ] && echo ' per partition') x $OUTSTANDING outstanding, setData 1 KB values on $KEYS keys (${LOCAL:+each session on the keys of its own partition}${LOCAL:-keys of every partition}), warm-up $WARMUP, measured window $DURATION; a fresh cluster for each k." \
+  --note "Each run: $SESSIONS sessions$( [ "$PER_PARTITION" = 1 ] && echo ' per partition') x $OUTSTANDING outstanding, setData 1 KB values on $KEYS keys (${LOCAL:+each session on the keys of its own partition}${LOCAL:-keys of every partition}), warm-up $WARMUP, measured window $DURATION; a fresh cluster for each k$( [ "$REPEAT" -gt 1 ] && echo " in each of $REPEAT rounds, the rounds interleaved over k")." \
   "${NOTES[@]}"
 echo "scaling: results in $OUT/scaling.md" >&2
 if [ ${#FAILED[@]} -gt 0 ]; then
