@@ -83,13 +83,40 @@ struct Pending {
     node: u64,
 }
 
-/// splitmix64: a small deterministic generator (key and operation choice only).
+/// The load one session offers: requests kept in flight, and at most how many per second.
+#[derive(Clone, Copy, Debug)]
+pub struct Offered {
+    pub outstanding: usize,
+    pub per_sec: Option<f64>,
+}
+
+/// An offered rate: by `now` a session may have sent `per_sec` x the time since `start` requests.
+struct Pace {
+    start: Instant,
+    per_sec: f64,
+    sent: u64,
+}
+
+impl Pace {
+    /// Requests this session may send now.
+    fn allowed(&self, now: Instant) -> u64 {
+        let due = (now.saturating_duration_since(self.start).as_secs_f64() * self.per_sec) as u64;
+        due.saturating_sub(self.sent)
+    }
+
+    /// When the next request falls due.
+    fn next_due(&self) -> Instant {
+        self.start + Duration::from_secs_f64((self.sent + 1) as f64 / self.per_sec)
+    }
+}
+
 /// The loop's own state besides the socket.
 struct Session<'a> {
     index: u64,
     workload: &'a Workload,
     shared: &'a Shared,
     outstanding: usize,
+    pace: Option<Pace>,
     rng: Rng,
     pending: VecDeque<Pending>,
     /// Nodes created and not yet deleted; each gets its delete as the next request of a free slot.
@@ -106,15 +133,21 @@ impl<'a> Session<'a> {
         index: u64,
         workload: &'a Workload,
         shared: &'a Shared,
-        outstanding: usize,
+        offered: Offered,
         seed: u64,
         xid: i32,
     ) -> Session<'a> {
+        let outstanding = offered.outstanding;
         Session {
             index,
             workload,
             shared,
             outstanding,
+            pace: offered.per_sec.map(|per_sec| Pace {
+                start: Instant::now(),
+                per_sec,
+                sent: 0,
+            }),
             rng: Rng(seed ^ index.wrapping_mul(0x2545_f491_4f6c_dd1d)),
             pending: VecDeque::with_capacity(outstanding),
             to_delete: Vec::new(),
@@ -137,9 +170,15 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// Fills free slots up to `outstanding` with new requests stamped `now`.
+    /// Fills free slots up to `outstanding` with new requests stamped `now`, as far as the pace
+    /// allows.
     fn refill(&mut self, now: Instant) {
-        while self.pending.len() < self.outstanding {
+        let mut allowed = self.pace.as_ref().map_or(u64::MAX, |p| p.allowed(now));
+        while self.pending.len() < self.outstanding && allowed > 0 {
+            allowed -= 1;
+            if let Some(p) = &mut self.pace {
+                p.sent += 1;
+            }
             let (kind, node) = match self.to_delete.pop() {
                 Some(n) => (OpKind::Delete, n),
                 None => {
@@ -266,11 +305,11 @@ pub async fn run_session(
     mut conn: Conn,
     workload: Arc<Workload>,
     shared: Arc<Shared>,
-    outstanding: usize,
+    offered: Offered,
     seed: u64,
     drain: Duration,
 ) -> SessionStats {
-    let mut s = Session::new(index, &workload, &shared, outstanding, seed, conn.xid);
+    let mut s = Session::new(index, &workload, &shared, offered, seed, conn.xid);
     let failure = drive(&mut s, &mut conn, drain).await.err();
     conn.xid = s.xid;
     if let Some(f) = &failure {
@@ -314,14 +353,21 @@ async fn drive(s: &mut Session<'_>, conn: &mut Conn, drain: Duration) -> Result<
         } else {
             Interest::READABLE | Interest::WRITABLE
         };
-        // Wake up now and then so that STOP is seen even when no reply comes.
-        let ready =
-            match tokio::time::timeout(Duration::from_millis(200), conn.stream.ready(interest))
-                .await
-            {
-                Ok(r) => r.map_err(|e| format!("poll: {e}"))?,
-                Err(_) => continue,
-            };
+        // Wake up now and then so that STOP is seen even when no reply comes, and when a paced
+        // request falls due while a slot is free.
+        let mut wake = Instant::now() + Duration::from_millis(200);
+        if let Some(p) = s.pace.as_ref().filter(|_| s.pending.len() < s.outstanding) {
+            wake = wake.min(p.next_due());
+        }
+        let ready = match tokio::time::timeout_at(wake.into(), conn.stream.ready(interest)).await {
+            Ok(r) => r.map_err(|e| format!("poll: {e}"))?,
+            Err(_) => {
+                if s.shared.phase.load(Ordering::Relaxed) != phase::STOP {
+                    s.refill(Instant::now());
+                }
+                continue;
+            }
+        };
         if !ready.is_readable() {
             continue;
         }
@@ -369,6 +415,13 @@ mod tests {
         out
     }
 
+    fn closed(outstanding: usize) -> Offered {
+        Offered {
+            outstanding,
+            per_sec: None,
+        }
+    }
+
     fn reply(rbuf: &mut BytesMut, xid: i32, err: i32, rsp: Option<Response>) {
         let header = ReplyHeader { xid, zxid: 1, err };
         encode_frame(&(header, rsp), rbuf);
@@ -378,7 +431,7 @@ mod tests {
     fn create_is_followed_by_its_delete_and_errors_are_counted() {
         let w = Workload::new("create=1".parse().unwrap(), 10, 5, "/b/r".into());
         let shared = Shared::default();
-        let mut s = Session::new(3, &w, &shared, 2, 1, 0);
+        let mut s = Session::new(3, &w, &shared, closed(2), 1, 0);
         let t0 = Instant::now();
         s.refill(t0);
         let reqs = sent(&mut s);
@@ -418,10 +471,34 @@ mod tests {
     }
 
     #[test]
+    fn a_paced_session_sends_only_what_has_fallen_due() {
+        let w = Workload::new("set=1".parse().unwrap(), 10, 5, "/b/r".into());
+        let shared = Shared::default();
+        let offered = Offered {
+            outstanding: 100,
+            per_sec: Some(1000.0),
+        };
+        let mut s = Session::new(0, &w, &shared, offered, 1, 0);
+        let start = s.pace.as_ref().unwrap().start;
+        s.refill(start + Duration::from_micros(10_500));
+        assert_eq!(sent(&mut s).len(), 10);
+        assert_eq!(
+            s.pace.as_ref().unwrap().next_due(),
+            start + Duration::from_millis(11)
+        );
+        // Nothing more until the next one falls due, however many slots are free.
+        s.refill(start + Duration::from_micros(10_900));
+        assert!(sent(&mut s).is_empty());
+        // A long stall lets it catch up only as far as the free slots.
+        s.refill(start + Duration::from_secs(1));
+        assert_eq!(sent(&mut s).len(), 90);
+    }
+
+    #[test]
     fn replies_out_of_order_or_malformed_are_caught() {
         let w = Workload::new("set=1".parse().unwrap(), 10, 5, "/b/r".into());
         let shared = Shared::default();
-        let mut s = Session::new(0, &w, &shared, 2, 1, 0);
+        let mut s = Session::new(0, &w, &shared, closed(2), 1, 0);
         s.refill(Instant::now());
         let reqs = sent(&mut s);
         let mut rbuf = BytesMut::new();

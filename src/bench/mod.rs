@@ -47,6 +47,10 @@ pub struct BenchArgs {
     /// Requests each session keeps in flight.
     #[arg(long, default_value_t = 25)]
     pub outstanding: usize,
+    /// Offered load in operations per second over all sessions (each session sends at most its
+    /// share, still bounded by --outstanding); unset: as fast as replies come (closed loop).
+    #[arg(long)]
+    pub rate: Option<f64>,
     /// Operation mix: OP=WEIGHT,... with OP among set, get, exists, create (a create then its
     /// delete; both global in Volery), multi (two setData in one multi).
     #[arg(long, default_value = "set=100")]
@@ -183,6 +187,9 @@ pub fn run(args: BenchArgs) -> Result<(), BenchError> {
 }
 
 fn validate(args: &BenchArgs) -> Result<Vec<SocketAddr>, BenchError> {
+    if args.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+        return Err(BenchError::Args("--rate must be a positive number".into()));
+    }
     if args.sessions == 0 || args.outstanding == 0 {
         return Err(BenchError::Args(
             "--sessions and --outstanding must be at least 1".into(),
@@ -416,7 +423,10 @@ async fn measure(
                 conn,
                 workload.clone(),
                 shared.clone(),
-                args.outstanding,
+                load::Offered {
+                    outstanding: args.outstanding,
+                    per_sec: args.rate.map(|r| r / args.sessions as f64),
+                },
                 args.seed,
                 DRAIN,
             ))
@@ -492,6 +502,7 @@ async fn measure(
             servers: addrs.iter().map(|a| a.to_string()).collect(),
             sessions: args.sessions,
             outstanding: args.outstanding,
+            rate: args.rate,
             value_size: args.size,
             mix: args.mix.to_string(),
             global_share: args.mix.global_share(),

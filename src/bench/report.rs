@@ -66,6 +66,8 @@ pub struct RunConfig {
     pub servers: Vec<String>,
     pub sessions: usize,
     pub outstanding: usize,
+    /// Offered operations per second over all sessions, if paced.
+    pub rate: Option<f64>,
     pub value_size: usize,
     pub mix: String,
     /// Share of operations that are global in Volery (creates and their deletes).
@@ -219,11 +221,12 @@ impl Report {
         let mut t = String::new();
         let _ = writeln!(
             t,
-            "volery bench{}: {} | {} sessions x {} outstanding | {} B values | mix {} ({:.0}% global) | {} keys",
+            "volery bench{}: {} | {} sessions x {} outstanding{} | {} B values | mix {} ({:.0}% global) | {} keys",
             if c.label.is_empty() { String::new() } else { format!(" [{}]", c.label) },
             c.servers.join(","),
             c.sessions,
             c.outstanding,
+            c.rate.map(|r| format!(" at {r:.0} ops/s offered")).unwrap_or_default(),
             c.value_size,
             c.mix,
             c.global_share * 100.0,
