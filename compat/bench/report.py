@@ -12,8 +12,9 @@
                                     runs of scaling.sh in RAW_DIR
 
 Raw files are named by run.sh: <target>__<load>__<sessions>.json, with load set1k or get1k; by
-scaling.sh: k<partitions>__g<create/delete percent>.json (g100: create/delete only) beside
-k<partitions>__g<percent>.throttle (per partition: CFS periods and throttled periods in the run).
+scaling.sh: k<partitions>__g<create/delete percent>[__r<round>].json (g100: create/delete only) beside
+k<partitions>__g<percent>[__r<round>].throttle (per partition: CFS periods and throttled periods in
+the run).
 """
 
 import glob
@@ -21,11 +22,12 @@ import json
 import math
 import os
 import platform
-import socket
-import struct
 import subprocess
 import sys
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from zkutil import free_ports, zk_handshake  # noqa: E402  (compat/zkutil.py, shared with the suites)
 
 TARGETS = [
     # (key, name in tables, colour)
@@ -41,54 +43,12 @@ MAIN_SESSIONS = 32
 
 
 # ------------------------------------------------------------------ ports and readiness
-def free_ports(n):
-    socks, ports = [], []
-    try:
-        while len(ports) < n:
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-            ports.append(s.getsockname()[1])
-    finally:
-        for s in socks:
-            s.close()
-    return ports
-
-
-def handshake(host, port, timeout=2.0):
-    """True if the server answers a ConnectRequest with a session (ZooKeeper refuses connections
-    until it serves, e.g. before an ensemble has a quorum)."""
-    body = struct.pack(">iqiqi16sB", 0, 0, 30000, 0, 16, b"\0" * 16, 0)
-    try:
-        with socket.create_connection((host, port), timeout=timeout) as s:
-            s.sendall(struct.pack(">i", len(body)) + body)
-            head = b""
-            while len(head) < 4:
-                chunk = s.recv(4 - len(head))
-                if not chunk:
-                    return False
-                head += chunk
-            (n,) = struct.unpack(">i", head)
-            rsp = b""
-            while len(rsp) < n:
-                chunk = s.recv(n - len(rsp))
-                if not chunk:
-                    return False
-                rsp += chunk
-            _, tmo, sid = struct.unpack(">iiq", rsp[:16])
-            # Close the session politely: closeSession (opcode -11).
-            s.sendall(struct.pack(">iii", 8, 1, -11))
-            return tmo > 0 and sid != 0
-    except OSError:
-        return False
-
-
 def wait(addrs, secs):
     deadline = time.time() + secs
     pending = list(addrs)
     while pending and time.time() < deadline:
         host, port = pending[0].rsplit(":", 1)
-        if handshake(host, int(port)):
+        if zk_handshake(host, int(port)):
             pending.pop(0)
         else:
             time.sleep(0.3)
@@ -289,16 +249,21 @@ def cdf_chart(runs, load, sessions, title):
 
 
 # ------------------------------------------------------------------ markdown
-def summarize(raw_dir, out_dir, command, notes):
-    runs = load_runs(raw_dir)
-    present = [t for t in TARGETS if any(k[0] == t[0] for k in runs)]
-    lines = ["# volery bench: Volery vs Apache ZooKeeper 3.8", ""]
+def header(title, command, notes):
+    """A report's title and its date, machine, command and notes."""
+    lines = ["# " + title, ""]
     lines.append("- Date: %s" % time.strftime("%Y-%m-%d %H:%M %Z"))
     lines.append("- Machine: %s" % machine())
     if command:
         lines.append("- Command: `%s`" % command)
-    for n in notes:
-        lines.append("- %s" % n)
+    lines.extend("- %s" % n for n in notes)
+    return lines
+
+
+def summarize(raw_dir, out_dir, command, notes):
+    runs = load_runs(raw_dir)
+    present = [t for t in TARGETS if any(k[0] == t[0] for k in runs)]
+    lines = header("volery bench: Volery vs Apache ZooKeeper 3.8", command, notes)
     lines.append("- Load: `volery bench`, closed loop, %d sessions x 25 outstanding requests unless noted; "
                  "throughput in operations per second, latency in milliseconds, server CPU in "
                  "CPU-microseconds per operation (utime+stime of the server processes over the window)." % MAIN_SESSIONS)
@@ -506,13 +471,8 @@ def scaling(raw_dir, out_dir, budget, command, notes):
     # "median (min–max)" when there was more than one round.
     with_range = lambda value, values, digits=1: fmt(value, digits) + (
         " (%s)" % spread(values, digits) if len(values) > 1 else "")
-    lines = ["# Volery: scaling with partitions (the paper's figure 8 experiment on one machine)", ""]
-    lines.append("- Date: %s" % time.strftime("%Y-%m-%d %H:%M %Z"))
-    lines.append("- Machine: %s" % machine())
-    if command:
-        lines.append("- Command: `%s`" % command)
-    for n in notes:
-        lines.append("- %s" % n)
+    lines = header("Volery: scaling with partitions (the paper's figure 8 experiment on one machine)",
+                   command, notes)
     lines.append("- Shape: k partitions x 1 replica, k = %s, every server on 127.0.0.1 and a client front "
                  "end for the whole tree; sessions spread round-robin over the k servers. Local operations: setData of 1000 "
                  "bytes on keys hashed over all partitions; global operations: create of a 1000-byte znode "
