@@ -34,11 +34,12 @@
 //! `VOLERY_SEED=<u64>` replays one seed; `VOLERY_SIM_SEEDS=<n>` runs seeds `0..n` instead of the
 //! default count.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 
 use super::*;
+use crate::testkit::sim_disk::SimDisk;
 use crate::testkit::Rng;
 
 /// Seeds run by default (kept small so the test stays fast in the dev profile).
@@ -157,14 +158,7 @@ struct SimNode {
     id: NodeId,
     /// `None` while crashed.
     member: Option<Member>,
-    store: MemVoteStore,
-    unsynced: Vec<VoteWrite>,
-    /// Votes produced and votes durable since the last restart.
-    produced: u64,
-    durable: u64,
-    /// A running fsync: (completes at, durable count once complete).
-    fsync: Option<(u64, u64)>,
-    held: VecDeque<(u64, Held)>,
+    disk: SimDisk<Held>,
     replica: Replica,
     checkpoint: Replica,
     skew_ms: u64,
@@ -240,12 +234,7 @@ impl World {
             .map(|&id| SimNode {
                 id,
                 member: None,
-                store: MemVoteStore::new(),
-                unsynced: Vec::new(),
-                produced: 0,
-                durable: 0,
-                fsync: None,
-                held: VecDeque::new(),
+                disk: SimDisk::default(),
                 replica: empty.clone(),
                 checkpoint: empty.clone(),
                 skew_ms: rng.range(0, sc.skew_max_ms),
@@ -452,25 +441,17 @@ impl World {
             let at = self.now + self.rng.range(0, 40);
             self.nodes[i].crash_at = Some(at);
         }
-        let n = &mut self.nodes[i];
-        n.produced += out.persist.len() as u64;
-        n.unsynced.extend(out.persist);
+        self.nodes[i].disk.write(out.persist);
         for e in out.send {
             self.send(id, e);
         }
-        let n = &mut self.nodes[i];
-        let needed = n.produced;
         let held = out
             .send_after_persist
             .into_iter()
             .map(Held::Send)
             .chain(out.delivered.into_iter().map(Held::Deliver));
-        if n.durable >= needed && n.held.is_empty() {
-            for h in held {
-                self.release(i, h);
-            }
-        } else {
-            n.held.extend(held.map(|h| (needed, h)));
+        for h in self.nodes[i].disk.after_votes(held) {
+            self.release(i, h);
         }
     }
 
@@ -486,25 +467,11 @@ impl World {
 
     /// Completes a due fsync: its votes are durable, and what waited for them goes out.
     fn complete_fsync(&mut self, i: usize) {
-        let n = &mut self.nodes[i];
-        let Some((at, upto)) = n.fsync else {
-            return;
-        };
-        if at > self.now {
+        if !self.nodes[i].disk.complete_fsync(self.now) {
             return;
         }
-        n.fsync = None;
-        let count = (upto - n.durable) as usize;
-        let votes: Vec<VoteWrite> = n.unsynced.drain(..count).collect();
-        n.store.write(&votes).expect("memory store");
-        n.durable = upto;
         self.stats.fsyncs += 1;
-        while self.nodes[i]
-            .held
-            .front()
-            .is_some_and(|(needed, _)| *needed <= upto)
-        {
-            let (_, h) = self.nodes[i].held.pop_front().expect("front exists");
+        while let Some(h) = self.nodes[i].disk.next_released() {
             self.release(i, h);
         }
     }
@@ -512,8 +479,8 @@ impl World {
     fn start_fsync(&mut self, i: usize) {
         let delay = self.rng.range(1, self.nodes[i].fsync_max_ms);
         let n = &mut self.nodes[i];
-        if n.member.is_some() && n.fsync.is_none() && n.produced > n.durable {
-            n.fsync = Some((self.now + delay, n.produced));
+        if n.member.is_some() {
+            n.disk.start_fsync(self.now + delay);
         }
     }
 
@@ -525,19 +492,10 @@ impl World {
         if n.member.is_none() {
             return;
         }
-        if let Some((_, upto)) = n.fsync.take() {
-            if completes {
-                // The write reached the disk, but nothing waiting for it left before the crash.
-                let count = (upto - n.durable) as usize;
-                n.store.write(&n.unsynced[..count]).expect("memory store");
-            }
-        }
+        // If the running fsync completes, nothing waiting for it left before the crash.
+        n.disk.crash(completes);
         n.member = None;
         n.crash_at = None;
-        n.unsynced.clear();
-        n.held.clear();
-        n.produced = 0;
-        n.durable = 0;
         n.replica = n.checkpoint.clone();
         let id = n.id;
         let down = self.rng.range(1, self.sc.down_max_ms);
@@ -552,7 +510,7 @@ impl World {
             .sc
             .groups
             .iter()
-            .map(|&g| n.store.load(g).expect("memory store"))
+            .map(|&g| n.disk.store.load(g).expect("memory store"))
             .collect();
         let config = MemberConfig {
             id: n.id,
@@ -766,14 +724,11 @@ impl World {
                 .collect();
             if std::env::var_os("VOLERY_SIM_VERBOSE").is_some() {
                 for n in &self.nodes {
+                    let (fsync, held, produced, durable) = n.disk.state();
                     eprintln!(
-                        "node {} fsync {:?} held {} produced {} durable {} member {:#?}",
-                        n.id,
-                        n.fsync,
-                        n.held.len(),
-                        n.produced,
-                        n.durable,
-                        n.member
+                        "node {} fsync {fsync:?} held {held} produced {produced} durable {durable} \
+                         member {:#?}",
+                        n.id, n.member
                     );
                 }
             }

@@ -74,7 +74,7 @@
 //! `VOLERY_SEED=<u64>` replays one seed; `VOLERY_SIM_SEEDS=<n>` runs seeds `0..n` instead of the
 //! default count; `VOLERY_SIM_VERBOSE` prints each seed's scenario and counters.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 use protocol::{
@@ -84,11 +84,11 @@ use protocol::{
 
 use super::{dest_of, partition_of, CmdId, Executor, PartitionId, Signal, SignalOut, ZkService};
 use crate::multicast::{
-    Ballot, Batch, CoordinatorOptions, Delivery, Envelope, GroupId, GroupSpec, Instance,
-    MemVoteStore, Member, MemberConfig, MemberOptions, NodeId, Outputs, PaxosMsg, VoteStore,
-    VoteWrite,
+    Ballot, Batch, CoordinatorOptions, Delivery, Envelope, GroupId, GroupSpec, Instance, Member,
+    MemberConfig, MemberOptions, NodeId, Outputs, PaxosMsg, VoteStore,
 };
 use crate::testkit::linearizability::{self as lin, Input, Operation, Output};
+use crate::testkit::sim_disk::SimDisk;
 use crate::testkit::Rng;
 use crate::zk::{Command, Op, Options, SessionId, Zk};
 
@@ -327,12 +327,7 @@ struct Server {
     /// `None` while crashed (with `replica`).
     member: Option<Member>,
     replica: Option<Replica>,
-    store: MemVoteStore,
-    unsynced: Vec<VoteWrite>,
-    produced: u64,
-    durable: u64,
-    fsync: Option<(u64, u64)>,
-    held: VecDeque<(u64, Held)>,
+    disk: SimDisk<Held>,
     checkpoint: Checkpoint,
     down_until: u64,
     fsync_max_ms: u64,
@@ -628,12 +623,7 @@ impl World {
                 groups: sc.groups_of(id).iter().map(|g| g.group).collect(),
                 member: None,
                 replica: None,
-                store: MemVoteStore::new(),
-                unsynced: Vec::new(),
-                produced: 0,
-                durable: 0,
-                fsync: None,
-                held: VecDeque::new(),
+                disk: SimDisk::default(),
                 checkpoint: initial.clone(),
                 down_until: 0,
                 crash_at: None,
@@ -811,25 +801,17 @@ impl World {
         if self.faults && won && self.rng.chance(self.sc.new_leader_crash_ppm) {
             self.servers[i].crash_at = Some(self.now + self.rng.range(0, 40));
         }
-        let s = &mut self.servers[i];
-        s.produced += out.persist.len() as u64;
-        s.unsynced.extend(out.persist);
+        self.servers[i].disk.write(out.persist);
         for e in out.send {
             self.send(id, e.to, Msg::Paxos(e.msg));
         }
-        let s = &mut self.servers[i];
-        let needed = s.produced;
         let held = out
             .send_after_persist
             .into_iter()
             .map(Held::Send)
             .chain(out.delivered.into_iter().map(Held::Deliver));
-        if s.durable >= needed && s.held.is_empty() {
-            for h in held {
-                self.release(i, h);
-            }
-        } else {
-            s.held.extend(held.map(|h| (needed, h)));
+        for h in self.servers[i].disk.after_votes(held) {
+            self.release(i, h);
         }
     }
 
@@ -844,24 +826,10 @@ impl World {
     }
 
     fn complete_fsync(&mut self, i: usize) {
-        let s = &mut self.servers[i];
-        let Some((at, upto)) = s.fsync else {
-            return;
-        };
-        if at > self.now {
+        if !self.servers[i].disk.complete_fsync(self.now) {
             return;
         }
-        s.fsync = None;
-        let count = (upto - s.durable) as usize;
-        let votes: Vec<VoteWrite> = s.unsynced.drain(..count).collect();
-        s.store.write(&votes).expect("memory store");
-        s.durable = upto;
-        while self.servers[i]
-            .held
-            .front()
-            .is_some_and(|(needed, _)| *needed <= upto)
-        {
-            let (_, h) = self.servers[i].held.pop_front().expect("front exists");
+        while let Some(h) = self.servers[i].disk.next_released() {
             self.release(i, h);
         }
     }
@@ -869,8 +837,8 @@ impl World {
     fn start_fsync(&mut self, i: usize) {
         let delay = self.rng.range(1, self.servers[i].fsync_max_ms);
         let s = &mut self.servers[i];
-        if s.member.is_some() && s.fsync.is_none() && s.produced > s.durable {
-            s.fsync = Some((self.now + delay, s.produced));
+        if s.member.is_some() {
+            s.disk.start_fsync(self.now + delay);
         }
     }
 
@@ -1092,19 +1060,10 @@ impl World {
         if s.member.is_none() {
             return;
         }
-        if let Some((_, upto)) = s.fsync.take() {
-            if completes {
-                let count = (upto - s.durable) as usize;
-                s.store.write(&s.unsynced[..count]).expect("memory store");
-            }
-        }
+        s.disk.crash(completes);
         s.member = None;
         s.replica = None;
         s.crash_at = None;
-        s.unsynced.clear();
-        s.held.clear();
-        s.produced = 0;
-        s.durable = 0;
         let id = s.id;
         let down = self.rng.range(1, self.sc.down_max_ms);
         self.servers[i].down_until = self.now + down;
@@ -1117,7 +1076,7 @@ impl World {
         let specs = self.sc.groups_of(s.id);
         let states = specs
             .iter()
-            .map(|g| s.store.load(g.group).expect("memory store"))
+            .map(|g| s.disk.store.load(g.group).expect("memory store"))
             .collect();
         let cp = s.checkpoint.clone();
         let config = MemberConfig {

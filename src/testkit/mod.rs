@@ -1,6 +1,7 @@
 //! Helpers shared by the deterministic simulations (tests only).
 
 pub mod linearizability;
+pub mod sim_disk;
 
 pub use crate::rng::{mix, Rng};
 
