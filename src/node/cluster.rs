@@ -182,6 +182,26 @@ pub fn encode_paxos(msg: &PaxosMsg) -> Bytes {
     out.into()
 }
 
+/// The frame of the last Paxos message sent. A coordinator sends one message to every acceptor
+/// (Phase 2a with its batch) or learner in a row, so each is encoded once, not once per peer.
+/// Messages sharing a batch compare in O(1) (`Arc` equality checks the pointer first).
+#[derive(Default)]
+struct LastFrame(std::sync::Mutex<Option<(PaxosMsg, Bytes)>>);
+
+impl LastFrame {
+    fn encode(&self, msg: &PaxosMsg) -> Bytes {
+        let mut last = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match &*last {
+            Some((m, frame)) if m == msg => frame.clone(),
+            _ => {
+                let frame = encode_paxos(msg);
+                *last = Some((msg.clone(), frame.clone()));
+                frame
+            }
+        }
+    }
+}
+
 impl PeerFrame {
     pub fn encode(&self) -> Bytes {
         match self {
@@ -536,7 +556,8 @@ pub async fn connect(
         }
     });
     let sender = peers.clone();
-    let send = Box::new(move |to: NodeId, msg: &PaxosMsg| sender.send(to, encode_paxos(msg)));
+    let frames = LastFrame::default();
+    let send = Box::new(move |to: NodeId, msg: &PaxosMsg| sender.send(to, frames.encode(msg)));
     Ok(Link {
         peers,
         network: Network { send, events: rx },
@@ -576,6 +597,28 @@ async fn send_checkpoint(checkpoints: storage::CheckpointDb, peers: Peers, to: N
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::multicast::{Ballot, Batch};
+
+    #[test]
+    fn a_message_sent_to_several_peers_is_encoded_once() {
+        let accept = |instance| PaxosMsg::Accept {
+            group: 2,
+            ballot: Ballot { round: 3, node: 1 },
+            instance,
+            value: Batch::new(7, vec![Bytes::from(vec![9u8; 1000])]),
+        };
+        let frames = LastFrame::default();
+        let first = accept(5);
+        let a = frames.encode(&first);
+        let b = frames.encode(&first.clone());
+        assert_eq!(a.as_ptr(), b.as_ptr(), "the same frame for the next peer");
+        assert_eq!(a, encode_paxos(&first));
+        // Another message (another instance, even with an equal batch) gets its own frame.
+        let c = frames.encode(&accept(6));
+        assert_ne!(a.as_ptr(), c.as_ptr());
+        assert_eq!(c, encode_paxos(&accept(6)));
+        assert_eq!(PeerFrame::decode(c), Ok(PeerFrame::Paxos(accept(6))));
+    }
 
     #[test]
     fn servers_split_into_equal_partitions_in_id_order() {
