@@ -389,13 +389,13 @@ def median(values):
 
 def over_rounds(k, rounds):
     """The metrics of every round of one (k, share), and their medians: throughput and CPU per
-    operation each take their own median over the rounds, with the range beside them."""
+    operation each take their own median over the rounds (CPU with its range beside it; the
+    throughput of each round is listed under "Every run")."""
     each = [scaling_metrics(k, run, throttle) for run, throttle in rounds]
     cpus = [r["cpu_per_op"] for r in each if r["cpu_per_op"] is not None]
     return {
         "rounds": each,
         "ops": median([r["ops"] for r in each]),
-        "ops_range": [r["ops"] for r in each],
         "cpu_per_op": median(cpus),
         "cpu_range": cpus,
         "cpu_per_op_each": [v for r in each for v in r["cpu_per_op_each"]],
