@@ -150,6 +150,7 @@ impl Acceptor {
             | PaxosMsg::Accepted { .. }
             | PaxosMsg::Nack { .. }
             | PaxosMsg::Decision { .. }
+            | PaxosMsg::Decided { .. }
             | PaxosMsg::Heartbeat { .. }
             | PaxosMsg::Forward { .. }
             | PaxosMsg::CatchUp { .. }

@@ -80,7 +80,8 @@ pub struct CoordinatorConfig {
     pub group: GroupId,
     /// The group's acceptors; a quorum is a majority of them.
     pub acceptors: Vec<NodeId>,
-    /// Nodes sent a [`PaxosMsg::Decision`] for every decided instance (remote learners).
+    /// Nodes told of every decided instance (remote learners): [`PaxosMsg::Decided`] when they
+    /// voted for it, [`PaxosMsg::Decision`] otherwise.
     pub learners: Vec<NodeId>,
     /// The first instance not known to be decided; Phase 1 covers it and everything after.
     pub first_instance: Instance,
@@ -375,7 +376,7 @@ impl Coordinator {
                 }
                 if f.acks.len() >= self.quorum {
                     let f = self.in_flight.remove(&instance).expect("present above");
-                    self.decide(instance, self.ballot, f.value, &mut out);
+                    self.decide(instance, self.ballot, f.value, &f.acks, &mut out);
                     self.close_batches(wall_ms, &mut out);
                 }
             }
@@ -516,7 +517,7 @@ impl Coordinator {
                 (Some((ballot, value)), _) => {
                     // A quorum accepted it at one ballot: it is decided, no Phase 2 needed.
                     prev_time = value.time_ms;
-                    self.decide(instance, ballot, value, out);
+                    self.decide(instance, ballot, value, &[], out);
                     continue;
                 }
                 (None, Some(value)) => {
@@ -609,7 +610,16 @@ impl Coordinator {
         );
     }
 
-    fn decide(&mut self, instance: Instance, ballot: Ballot, value: Batch, out: &mut Outputs) {
+    /// Announces `instance` decided: in full to learners, as [`PaxosMsg::Decided`] to the acceptors
+    /// in `voted` (which answered its Phase 2a at `ballot`, so hold the value).
+    fn decide(
+        &mut self,
+        instance: Instance,
+        ballot: Ballot,
+        value: Batch,
+        voted: &[NodeId],
+        out: &mut Outputs,
+    ) {
         if let Some(ours) = self.displaced.remove(&instance) {
             if ours != value {
                 // Our batch lost its instance for good: its commands go back to the queue.
@@ -620,9 +630,22 @@ impl Coordinator {
                 self.pending_since = self.now;
             }
         }
-        for &l in &self.learners {
+        // Equal messages in a row: the transport encodes each once.
+        let (short, full): (Vec<NodeId>, Vec<NodeId>) =
+            self.learners.iter().partition(|l| voted.contains(l));
+        for to in short {
             out.send.push(Envelope {
-                to: l,
+                to,
+                msg: PaxosMsg::Decided {
+                    group: self.group,
+                    instance,
+                    ballot,
+                },
+            });
+        }
+        for to in full {
+            out.send.push(Envelope {
+                to,
                 msg: PaxosMsg::Decision {
                     group: self.group,
                     instance,
@@ -723,6 +746,50 @@ mod tests {
         assert_eq!(c.pending_len(), 0);
         assert_eq!(c.in_flight_len(), 0);
         assert_eq!(c.next_instance(), 3);
+    }
+
+    #[test]
+    fn acceptors_that_voted_learn_the_decision_without_its_value() {
+        // Acceptors 1, 2, 3; learners 2, 3 and 9 (9 never votes). A quorum of 1 and 2 decides.
+        let mut cfg = config(vec![1, 2, 3], CoordinatorOptions::default());
+        cfg.learners = vec![9, 3, 2];
+        let mut c = Coordinator::new(cfg).unwrap();
+        let mut accs = [1, 2, 3].map(|id| Acceptor::new(id, G, AcceptorState::default()));
+        let out = c.start();
+        assert!(settle(&mut c, &mut accs, out, 10).is_empty());
+        let out = c.propose(cmd("a"), 10);
+        let ballot = c.ballot();
+        let mut sends = Vec::new();
+        for from in [1, 2] {
+            let accept = out.send.iter().find(|e| e.to == from).unwrap().msg.clone();
+            let voted = accs[from as usize - 1].step(C, accept);
+            for r in voted.send_after_persist {
+                sends.extend(c.step(from, r.msg, 10).send);
+            }
+        }
+        let short = PaxosMsg::Decided {
+            group: G,
+            instance: 1,
+            ballot,
+        };
+        let full = PaxosMsg::Decision {
+            group: G,
+            instance: 1,
+            ballot,
+            value: accs[0].accepted(1).unwrap().1.clone(),
+        };
+        // The short form first, then the full one, so each form is encoded once.
+        assert_eq!(
+            sends,
+            vec![
+                Envelope { to: 2, msg: short },
+                Envelope {
+                    to: 9,
+                    msg: full.clone()
+                },
+                Envelope { to: 3, msg: full },
+            ]
+        );
     }
 
     #[test]

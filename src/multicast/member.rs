@@ -408,6 +408,21 @@ impl Member {
                 ballot,
                 value,
             }),
+            PaxosMsg::Decided {
+                group,
+                instance,
+                ballot,
+            } => match self.groups[gi].acceptor.accepted(instance) {
+                Some((voted, value)) if *voted >= ballot => out.decided.push(Decision {
+                    group,
+                    instance,
+                    ballot,
+                    value: value.clone(),
+                }),
+                // Not reachable while votes are kept until every member delivered them; catch-up
+                // fetches the value should it happen.
+                _ => tracing::warn!(group, instance, "decided without a vote here; catching up"),
+            },
             PaxosMsg::Heartbeat {
                 leading,
                 delivered,
@@ -1019,6 +1034,43 @@ mod tests {
         list.iter()
             .map(|c| Bytes::from_static(c.as_bytes()))
             .collect()
+    }
+
+    #[test]
+    fn a_value_less_decision_is_delivered_from_the_local_vote() {
+        let mut net = Net::new();
+        net.run(1000);
+        assert_eq!(net.leaders(), vec![1]);
+        // With nothing voted, a value-less decision delivers nothing (catch-up would fetch it).
+        let out = net.members.get_mut(&3).unwrap().step(
+            1,
+            PaxosMsg::Decided {
+                group: G,
+                instance: 1_000_000,
+                ballot: Ballot::new(1, 1),
+            },
+            net.now,
+            net.now,
+        );
+        assert!(out.decided.is_empty() && out.delivered.is_empty());
+        net.propose(1, "a");
+        let mut short = 0;
+        while let Some((from, e)) = net.queue.pop_front() {
+            short += usize::from(matches!(e.msg, PaxosMsg::Decided { .. }));
+            let out = net
+                .members
+                .get_mut(&e.to)
+                .unwrap()
+                .step(from, e.msg, net.now, net.now);
+            net.absorb(e.to, out);
+        }
+        assert!(
+            short >= 1,
+            "an acceptor in the deciding quorum gets the short form"
+        );
+        for id in 1..=3 {
+            assert_eq!(net.delivered[&id], cmds(&["a"]), "node {id}");
+        }
     }
 
     #[test]

@@ -48,6 +48,14 @@ pub enum PaxosMsg {
         ballot: Ballot,
         value: Batch,
     },
+    /// A [`PaxosMsg::Decision`] without its value, sent by the coordinator to an acceptor that
+    /// answered its Phase 2a for `instance` at `ballot`: that acceptor holds the value (a vote at
+    /// `ballot`, or at a higher ballot, which carries the same value once it is chosen).
+    Decided {
+        group: GroupId,
+        instance: Instance,
+        ballot: Ballot,
+    },
     /// Failure detection and leader discovery, sent by every member of a group to the others every
     /// heartbeat interval. `leading` is the sender's ballot while it coordinates the group.
     Heartbeat {
@@ -84,6 +92,7 @@ impl PaxosMsg {
             | PaxosMsg::Accepted { group, .. }
             | PaxosMsg::Nack { group, .. }
             | PaxosMsg::Decision { group, .. }
+            | PaxosMsg::Decided { group, .. }
             | PaxosMsg::Heartbeat { group, .. }
             | PaxosMsg::Forward { group, .. }
             | PaxosMsg::CatchUp { group, .. }

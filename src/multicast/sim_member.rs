@@ -290,6 +290,16 @@ impl World {
 
     // ---- invariants -------------------------------------------------------------------------
 
+    /// A value-less decision names a ballot whose proposal is the decided value.
+    fn check_decided(&mut self, group: GroupId, instance: Instance, ballot: Ballot) {
+        match self.proposals.get(&(group, instance, ballot)).cloned() {
+            Some(value) => self.check_decision(group, instance, &value),
+            None => self.fail(format!(
+                "instance {instance} of group {group} decided at {ballot:?}, never proposed"
+            )),
+        }
+    }
+
     fn check_decision(&mut self, group: GroupId, instance: Instance, value: &Batch) {
         match self.decided.get(&(group, instance)) {
             Some(v) if v != value => self.fail(format!(
@@ -380,6 +390,14 @@ impl World {
         {
             let value = value.clone();
             self.check_decision(*group, *instance, &value);
+        }
+        if let PaxosMsg::Decided {
+            group,
+            instance,
+            ballot,
+        } = e.msg
+        {
+            self.check_decided(group, instance, ballot);
         }
         if let PaxosMsg::Accept {
             group,

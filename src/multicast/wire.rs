@@ -32,6 +32,7 @@ const TAG_FORWARD: u8 = 8;
 const TAG_CATCH_UP: u8 = 9;
 const TAG_TRIMMED: u8 = 10;
 const TAG_SKIP_NEEDED: u8 = 11;
+const TAG_DECIDED: u8 = 12;
 
 /// Smallest encoding of one `Promise::accepted` entry: instance, ballot, batch length and an
 /// empty batch (time_ms u64, count u32).
@@ -58,6 +59,7 @@ impl PaxosMsg {
             PaxosMsg::Accepted { .. } => G + B + I,
             PaxosMsg::Nack { .. } => G + B + B,
             PaxosMsg::Decision { value, .. } => G + I + B + batch_len(value),
+            PaxosMsg::Decided { .. } => G + I + B,
             PaxosMsg::Heartbeat { leading, .. } => G + 1 + leading.map_or(0, |_| B) + I + I,
             PaxosMsg::Forward { commands, .. } => {
                 G + 4 + commands.iter().map(|c| 4 + c.len()).sum::<usize>()
@@ -145,6 +147,16 @@ impl PaxosMsg {
                 put_u64(out, *instance);
                 put_ballot(out, *ballot);
                 put_batch(out, value);
+            }
+            PaxosMsg::Decided {
+                group,
+                instance,
+                ballot,
+            } => {
+                out.push(TAG_DECIDED);
+                put_u32(out, *group);
+                put_u64(out, *instance);
+                put_ballot(out, *ballot);
             }
             PaxosMsg::Heartbeat {
                 group,
@@ -237,6 +249,11 @@ impl PaxosMsg {
                 instance: r.instance()?,
                 ballot: r.ballot()?,
                 value: r.batch()?,
+            },
+            TAG_DECIDED => PaxosMsg::Decided {
+                group: r.group()?,
+                instance: r.instance()?,
+                ballot: r.ballot()?,
             },
             TAG_HEARTBEAT => PaxosMsg::Heartbeat {
                 group: r.group()?,
@@ -438,6 +455,13 @@ mod tests {
                     value,
                 }
             ),
+            (any::<u32>(), any::<u64>(), ballot()).prop_map(|(group, instance, ballot)| {
+                PaxosMsg::Decided {
+                    group,
+                    instance,
+                    ballot,
+                }
+            }),
             (
                 any::<u32>(),
                 proptest::option::of(ballot()),

@@ -725,6 +725,16 @@ impl World {
                 value,
                 ..
             } => self.check_decision(*group, *instance, value),
+            PaxosMsg::Decided {
+                group,
+                instance,
+                ballot,
+            } => match self.proposals.get(&(*group, *instance, *ballot)).cloned() {
+                Some(value) => self.check_decision(*group, *instance, &value),
+                None => self.fail(format!(
+                    "instance {instance} of group {group} decided at {ballot:?}, never proposed"
+                )),
+            },
             PaxosMsg::Accept {
                 group,
                 ballot,
