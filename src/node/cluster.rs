@@ -23,7 +23,8 @@ const TAG_SESSIONS: u8 = 1;
 const TAG_CHECKPOINT_REQUEST: u8 = 2;
 const TAG_CHECKPOINT: u8 = 3;
 const TAG_SUBMIT: u8 = 4;
-const TAG_SIGNAL: u8 = 5;
+/// Tag 5 was a frame of one signal; a frame with tag 5 is rejected as unknown.
+const TAG_SIGNALS: u8 = 11;
 const TAG_SIGNAL_REQUEST: u8 = 6;
 const TAG_OUTCOMES: u8 = 7;
 const TAG_LOST: u8 = 8;
@@ -127,8 +128,9 @@ pub enum PeerFrame {
         group: GroupId,
         command: Bytes,
     },
-    /// An S-SMR signal (encoded [`crate::ssmr::Signal`]).
-    Signal(Bytes),
+    /// S-SMR signals (each an encoded [`crate::ssmr::Signal`]): all those one step of the
+    /// sender's replica has for the receiver, in one frame.
+    Signals(Vec<Bytes>),
     /// Asks for the signal of `cmd` again: the sender's replica waits for it.
     SignalRequest(CmdId),
     /// What a replica of `partition` executed for the receiver's sessions, in execution order.
@@ -233,10 +235,15 @@ impl PeerFrame {
                 out.extend_from_slice(command);
                 out.freeze()
             }
-            PeerFrame::Signal(signal) => {
-                let mut out = BytesMut::with_capacity(1 + signal.len());
-                out.put_u8(TAG_SIGNAL);
-                out.extend_from_slice(signal);
+            PeerFrame::Signals(signals) => {
+                let len = signals.iter().map(|s| 4 + s.len()).sum::<usize>();
+                let mut out = BytesMut::with_capacity(5 + len);
+                out.put_u8(TAG_SIGNALS);
+                out.put_u32(signals.len() as u32);
+                for s in signals {
+                    out.put_u32(s.len() as u32);
+                    out.extend_from_slice(s);
+                }
                 out.freeze()
             }
             PeerFrame::SignalRequest(cmd) => {
@@ -312,7 +319,7 @@ impl PeerFrame {
                     command: frame,
                 })
             }
-            TAG_SIGNAL => Ok(PeerFrame::Signal(frame)),
+            TAG_SIGNALS => decode_signals(frame),
             TAG_SIGNAL_REQUEST if frame.len() == 16 => Ok(PeerFrame::SignalRequest(CmdId::new(
                 frame.get_u32(),
                 frame.get_u64(),
@@ -325,6 +332,33 @@ impl PeerFrame {
             _ => Err("unknown or truncated frame"),
         }
     }
+}
+
+/// A list of signals: u32 count, then each as u32 length and bytes (shared with `frame`).
+fn decode_signals(mut frame: Bytes) -> Result<PeerFrame, &'static str> {
+    if frame.len() < 4 {
+        return Err("truncated signal list");
+    }
+    let n = frame.get_u32() as usize;
+    // Each entry takes at least its 4-byte length: a count beyond that is garbage.
+    if n > frame.len() / 4 {
+        return Err("signal count exceeds the frame");
+    }
+    let mut signals = Vec::with_capacity(n);
+    for _ in 0..n {
+        if frame.len() < 4 {
+            return Err("truncated signal");
+        }
+        let len = frame.get_u32() as usize;
+        if frame.len() < len {
+            return Err("truncated signal");
+        }
+        signals.push(frame.split_to(len));
+    }
+    if !frame.is_empty() {
+        return Err("bytes after the signal list");
+    }
+    Ok(PeerFrame::Signals(signals))
 }
 
 fn put_item(out: &mut BytesMut, item: &OutcomeItem) {
@@ -452,7 +486,7 @@ pub struct Inboxes {
 /// What the replica receives from peers.
 #[derive(Debug)]
 pub enum ReplicaInput {
-    Signal(Bytes),
+    Signals(Vec<Bytes>),
     SignalRequest { from: NodeId, cmd: CmdId },
 }
 
@@ -517,8 +551,8 @@ pub async fn connect(
                         let _ = inboxes.submits.send((group, command));
                         continue;
                     }
-                    Ok(PeerFrame::Signal(signal)) => {
-                        let _ = inboxes.replica.send(ReplicaInput::Signal(signal));
+                    Ok(PeerFrame::Signals(signals)) => {
+                        let _ = inboxes.replica.send(ReplicaInput::Signals(signals));
                         continue;
                     }
                     Ok(PeerFrame::SignalRequest(cmd)) => {
@@ -648,7 +682,8 @@ mod tests {
                 group: 3,
                 command: Bytes::from_static(b"cmd"),
             },
-            PeerFrame::Signal(Bytes::from_static(b"sig")),
+            PeerFrame::Signals(vec![Bytes::from_static(b"sig"), Bytes::new()]),
+            PeerFrame::Signals(vec![]),
             PeerFrame::SignalRequest(CmdId::new(2, 77, 5)),
             PeerFrame::Lost { group: 2 },
             PeerFrame::Outcomes {
@@ -686,7 +721,10 @@ mod tests {
         for f in frames {
             let bytes = f.encode();
             assert_eq!(PeerFrame::decode(bytes.clone()), Ok(f.clone()));
-            if matches!(f, PeerFrame::Outcomes { .. } | PeerFrame::SignalRequest(_)) {
+            if matches!(
+                f,
+                PeerFrame::Outcomes { .. } | PeerFrame::SignalRequest(_) | PeerFrame::Signals(_)
+            ) {
                 for cut in 1..bytes.len() {
                     assert!(
                         PeerFrame::decode(bytes.slice(..cut)).is_err(),

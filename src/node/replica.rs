@@ -27,7 +27,7 @@ use super::group::{Delivered, Group};
 use super::layout::Layout;
 use super::{command, wall_ms, Inspection, Node, NodeError, Outbound, INTERNAL_XID};
 use crate::multicast::{GroupId, Instance, NodeId};
-use crate::ssmr::{CmdId, Executed, Executor, Signal, SignalOut, Step, ZkService};
+use crate::ssmr::{CmdId, Executed, Executor, PartitionId, Signal, SignalOut, Step, ZkService};
 use crate::zk::{Applied, Command, Op, SessionId, Zk};
 
 /// How long a replica waits for a requested checkpoint before asking again.
@@ -418,21 +418,30 @@ impl Replica {
 
     fn on_peer(&mut self, input: ReplicaInput) {
         match input {
-            ReplicaInput::Signal(bytes) => match Signal::decode(bytes) {
-                Ok(signal) => {
-                    let step = self.exec.on_signal(signal);
-                    self.handle(step);
+            ReplicaInput::Signals(list) => {
+                for bytes in list {
+                    match Signal::decode(bytes) {
+                        Ok(signal) => self.exec.receive(signal),
+                        Err(e) => tracing::warn!(error = %e, "malformed signal dropped"),
+                    }
                 }
-                Err(e) => tracing::warn!(error = %e, "malformed signal dropped"),
-            },
+                let step = self.exec.run(usize::MAX);
+                self.handle(step);
+            }
             ReplicaInput::SignalRequest { from, cmd } => {
                 let (Some(peers), Some(to)) =
                     (self.node.inner.peers.get(), self.layout.partition_of(from))
                 else {
                     return;
                 };
-                for out in self.exec.sent_signals_from(cmd, to, SIGNAL_RESEND_BATCH) {
-                    peers.send(from, PeerFrame::Signal(out.signal.encode()).encode());
+                let signals: Vec<Bytes> = self
+                    .exec
+                    .sent_signals_from(cmd, to, SIGNAL_RESEND_BATCH)
+                    .iter()
+                    .map(|out| out.signal.encode())
+                    .collect();
+                if !signals.is_empty() {
+                    peers.send(from, PeerFrame::Signals(signals).encode());
                 }
             }
         }
@@ -476,12 +485,18 @@ impl Replica {
         let Some(peers) = self.node.inner.peers.get() else {
             return;
         };
+        // One frame per destination partition, sent to each of its replicas.
+        let mut per_partition: BTreeMap<PartitionId, Vec<Bytes>> = BTreeMap::new();
         for out in signals {
-            let frame = PeerFrame::Signal(out.signal.encode()).encode();
+            let encoded = out.signal.encode();
             for p in &out.to {
-                for s in self.layout.replicas(*p) {
-                    peers.send(s, frame.clone());
-                }
+                per_partition.entry(*p).or_default().push(encoded.clone());
+            }
+        }
+        for (p, list) in per_partition {
+            let frame = PeerFrame::Signals(list).encode();
+            for s in self.layout.replicas(p) {
+                peers.send(s, frame.clone());
             }
         }
     }
