@@ -1001,14 +1001,18 @@ mod tests {
                     if self.down.contains(&from) || self.down.contains(&e.to) {
                         continue;
                     }
-                    let out = self
-                        .members
-                        .get_mut(&e.to)
-                        .unwrap()
-                        .step(from, e.msg, self.now, self.now);
-                    self.absorb(e.to, out);
+                    self.deliver(from, e);
                 }
             }
+        }
+
+        fn deliver(&mut self, from: NodeId, e: Envelope) {
+            let out = self
+                .members
+                .get_mut(&e.to)
+                .unwrap()
+                .step(from, e.msg, self.now, self.now);
+            self.absorb(e.to, out);
         }
 
         fn propose(&mut self, at: NodeId, cmd: &'static str) {
@@ -1057,12 +1061,7 @@ mod tests {
         let mut short = 0;
         while let Some((from, e)) = net.queue.pop_front() {
             short += usize::from(matches!(e.msg, PaxosMsg::Decided { .. }));
-            let out = net
-                .members
-                .get_mut(&e.to)
-                .unwrap()
-                .step(from, e.msg, net.now, net.now);
-            net.absorb(e.to, out);
+            net.deliver(from, e);
         }
         assert!(
             short >= 1,
