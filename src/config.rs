@@ -70,6 +70,8 @@ pub enum ConfigError {
     Toml { file: String, why: String },
     #[error("partitions={partitions} must divide the {servers} server(s) into equal partitions of at least one replica")]
     Partitions { partitions: u32, servers: usize },
+    #[error("global_acceptors: {0}")]
+    GlobalAcceptors(String),
     #[error("{file}: invalid myid: {why}")]
     MyId { file: String, why: String },
 }
@@ -120,6 +122,9 @@ pub struct Config {
     /// Partitions of the znode tree (`partitions=k`): the servers, in id order, form k equal
     /// partitions of r = servers / k replicas each.
     pub partitions: u32,
+    /// The acceptors of the global group (`globalAcceptors=1,4,2`); `None` picks 2f+1 of them
+    /// spread over the partitions ([`crate::node::Layout::default_global_acceptors`]).
+    pub global_acceptors: Option<Vec<u64>>,
 }
 
 impl Default for Config {
@@ -147,6 +152,7 @@ impl Default for Config {
             server_id: 0,
             servers: BTreeMap::new(),
             partitions: 1,
+            global_acceptors: None,
         }
     }
 }
@@ -244,6 +250,8 @@ pub struct TomlConfig {
     pub server_id: Option<u64>,
     /// Partitions of the znode tree (`partitions` in zoo.cfg).
     pub partitions: Option<u32>,
+    /// The global group's acceptors (`globalAcceptors` in zoo.cfg).
+    pub global_acceptors: Option<Vec<u64>>,
     pub autopurge_snap_retain_count: Option<u32>,
     pub autopurge_purge_interval_hours: Option<u32>,
     pub metrics: Option<TomlMetrics>,
@@ -387,6 +395,13 @@ impl Config {
                 "dataLogDir" => cfg.data_log_dir = Some(PathBuf::from(value)),
                 "tickTime" => cfg.tick_time_ms = num("milliseconds")?,
                 "partitions" => cfg.partitions = num("a number of partitions")?,
+                "globalAcceptors" => {
+                    let ids: Result<Vec<u64>, String> = value
+                        .split(',')
+                        .map(|v| parse_num::<u64>(v.trim(), "a server id"))
+                        .collect();
+                    cfg.global_acceptors = Some(ids.map_err(&bad)?);
+                }
                 "initLimit" => cfg.init_limit = num("a number of ticks")?,
                 "syncLimit" => cfg.sync_limit = num("a number of ticks")?,
                 "maxClientCnxns" => cfg.max_client_cnxns = num("a connection count")?,
@@ -502,6 +517,9 @@ impl Config {
              partitions <- partitions,
              snap_retain_count <- autopurge_snap_retain_count,
              purge_interval_hours <- autopurge_purge_interval_hours);
+        if t.global_acceptors.is_some() {
+            cfg.global_acceptors = t.global_acceptors;
+        }
         if t.super_digest.is_some() {
             cfg.super_digest = t.super_digest;
         }
@@ -578,6 +596,20 @@ impl Config {
                 partitions: self.partitions,
                 servers,
             });
+        }
+        if let Some(ids) = &self.global_acceptors {
+            let why = if ids.is_empty() {
+                Some("lists no server".to_string())
+            } else if let Some(id) = ids.iter().find(|id| !self.servers.contains_key(id)) {
+                Some(format!("{id} is not one of the servers"))
+            } else if ids.iter().enumerate().any(|(i, id)| ids[..i].contains(id)) {
+                Some("lists a server twice".to_string())
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                return Err(ConfigError::GlobalAcceptors(why));
+            }
         }
         Ok(())
     }
@@ -869,5 +901,33 @@ server.3=127.0.0.1:2883:3883\nserver.4=127.0.0.1:2884:3884\n";
         assert!(Config::parse_zoo_cfg(&format!("{base}partitions=two\n"), "zoo.cfg").is_err());
         let (t, _) = Config::parse_toml("partitions = 1\n", "volery.toml").unwrap();
         assert_eq!(t.partitions, 1);
+    }
+
+    #[test]
+    fn global_acceptors_are_servers_listed_once() {
+        let base = "tickTime=2000\ndataDir=/tmp/p\nclientPort=2181\npartitions=2\n\
+server.1=127.0.0.1:2881:3881\nserver.2=127.0.0.1:2882:3882\n\
+server.3=127.0.0.1:2883:3883\nserver.4=127.0.0.1:2884:3884\n";
+        let cfg = |line: &str| Config::parse_zoo_cfg(&format!("{base}{line}\n"), "zoo.cfg");
+        let (c, warnings) = cfg("globalAcceptors=1, 3,4").unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(c.global_acceptors, Some(vec![1, 3, 4]));
+        assert!(c.validate().is_ok());
+        assert_eq!(cfg("").unwrap().0.global_acceptors, None);
+        let e = cfg("globalAcceptors=1,5")
+            .unwrap()
+            .0
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("5 is not one of the servers"), "{e}");
+        let e = cfg("globalAcceptors=2,2")
+            .unwrap()
+            .0
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("twice"), "{e}");
+        assert!(cfg("globalAcceptors=1,x").is_err());
+        let (t, _) = Config::parse_toml("global_acceptors = [2, 1]\n", "volery.toml").unwrap();
+        assert_eq!(t.global_acceptors, Some(vec![2, 1]));
     }
 }

@@ -9,12 +9,14 @@
 //! - Failure detection: every member sends a [`PaxosMsg::Heartbeat`] to the others every
 //!   `heartbeat_ms`; a member not heard from for `election_ms` is suspected.
 //! - Election (an Omega failure detector with sticky leaders): while a leader is heard, members
-//!   follow it. When none is, the lowest-id member among those heard, if they form a quorum,
-//!   starts a [`Coordinator`] with a ballot above every ballot it has seen; it leads once Phase 1
+//!   follow it. When none is, the lowest-id acceptor among those heard, if the acceptors heard
+//!   form a quorum, starts a [`Coordinator`] with a ballot above every ballot it has seen; it leads once Phase 1
 //!   succeeds and announces it in its heartbeats. A coordinator steps down when it hears a higher
 //!   leading ballot, is refused by a higher ballot, or stops hearing a quorum for `election_ms`
 //!   (so a paused or cut-off leader stops proposing before others replace it). Stepping down
 //!   drops the commands it had not proposed; submitters learn of it through `leader_changes`.
+//! - Learner-only members ([`GroupSpec::acceptors`] a subset of the members) ignore Prepare and
+//!   Accept and never stand for election; they learn decisions in full and serve catch-up.
 //! - Forwarding: commands proposed at a member that does not lead go to the leader in a
 //!   [`PaxosMsg::Forward`]; while no leader is known they wait (bounded).
 //! - Learning: every decision is recorded in the local acceptor ([`Acceptor::learn`]) before it
@@ -33,11 +35,24 @@ use super::{
     Envelope, Error, GroupId, Instance, Learner, NodeId, Outputs, PaxosMsg,
 };
 
-/// A group and its members (each an acceptor, a learner and a coordinator candidate).
+/// A group and its members: each is a learner; `acceptors` (a non-empty subset, 2f+1 in the
+/// design) vote and are the coordinator candidates, a quorum being a majority of them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GroupSpec {
     pub group: GroupId,
     pub members: Vec<NodeId>,
+    pub acceptors: Vec<NodeId>,
+}
+
+impl GroupSpec {
+    /// A group whose members are all acceptors.
+    pub fn all_acceptors(group: GroupId, members: Vec<NodeId>) -> GroupSpec {
+        GroupSpec {
+            group,
+            acceptors: members.clone(),
+            members,
+        }
+    }
 }
 
 /// Timing and batching of a member. Times are in milliseconds of the clock passed to
@@ -86,6 +101,8 @@ pub struct MemberConfig {
 struct GroupState {
     group: GroupId,
     members: Vec<NodeId>,
+    /// The members that vote; a quorum is a majority of them.
+    acceptors: Vec<NodeId>,
     quorum: usize,
     acceptor: Acceptor,
     coordinator: Option<Coordinator>,
@@ -154,6 +171,18 @@ impl Member {
                 "a node must be a member of its groups",
             ));
         }
+        if config.groups.iter().any(|g| {
+            g.acceptors.is_empty()
+                || g.acceptors.iter().any(|a| !g.members.contains(a))
+                || g.acceptors
+                    .iter()
+                    .enumerate()
+                    .any(|(i, a)| g.acceptors[..i].contains(a))
+        }) {
+            return Err(Error::InvalidOptions(
+                "a group's acceptors are distinct members, at least one",
+            ));
+        }
         let positions: Vec<(GroupId, Instance)> = config
             .groups
             .iter()
@@ -172,9 +201,10 @@ impl Member {
                 checkpointed.insert(config.id, 1);
                 GroupState {
                     group: spec.group,
-                    quorum: spec.members.len() / 2 + 1,
+                    quorum: spec.acceptors.len() / 2 + 1,
                     acceptor: Acceptor::new(config.id, spec.group, state),
                     members: spec.members,
+                    acceptors: spec.acceptors,
                     coordinator: None,
                     coordinator_since: now_ms,
                     phase1_failures: 0,
@@ -367,6 +397,15 @@ impl Member {
             self.groups[gi].heard.insert(from, now);
         }
         match msg {
+            m @ (PaxosMsg::Prepare { .. } | PaxosMsg::Accept { .. })
+                if !self.groups[gi].acceptors.contains(&self.id) =>
+            {
+                tracing::debug!(
+                    from,
+                    group = m.group(),
+                    "not an acceptor; vote request ignored"
+                );
+            }
             m @ (PaxosMsg::Prepare { .. } | PaxosMsg::Accept { .. }) => {
                 let g = &mut self.groups[gi];
                 if let PaxosMsg::Prepare { ballot, .. } | PaxosMsg::Accept { ballot, .. } = &m {
@@ -512,8 +551,17 @@ impl Member {
 
     /// Members heard within `election_ms`, this node included.
     fn alive(&self, gi: usize) -> Vec<NodeId> {
+        self.heard_within(gi, &self.groups[gi].members)
+    }
+
+    /// Acceptors heard within `election_ms`, this node included if it is one.
+    fn alive_acceptors(&self, gi: usize) -> Vec<NodeId> {
+        self.heard_within(gi, &self.groups[gi].acceptors)
+    }
+
+    fn heard_within(&self, gi: usize, nodes: &[NodeId]) -> Vec<NodeId> {
         let g = &self.groups[gi];
-        g.members
+        nodes
             .iter()
             .copied()
             .filter(|&m| {
@@ -571,7 +619,7 @@ impl Member {
         }
         let leading = g.coordinator.as_ref().is_some_and(|c| c.is_leading());
         let give_up = if leading {
-            self.alive(gi).len() < g.quorum
+            self.alive_acceptors(gi).len() < g.quorum
         } else {
             // A Phase 1 that has not finished in time is abandoned; a new ballot follows.
             let patience = self.opts.election_ms << g.phase1_failures.min(3);
@@ -672,8 +720,8 @@ impl Member {
         }
     }
 
-    /// Starts a coordinator when no leader is known, this node is the lowest-id member heard
-    /// from, and those members form a quorum.
+    /// Starts a coordinator when no leader is known, this node is the lowest-id acceptor heard
+    /// from, and the acceptors heard from form a quorum.
     fn elect(&mut self, gi: usize, out: &mut Outputs) {
         if self.groups[gi].members.len() > 1
             && self.now.saturating_sub(self.started)
@@ -684,9 +732,12 @@ impl Member {
         if self.groups[gi].leader.is_some() || self.groups[gi].coordinator.is_some() {
             return;
         }
-        let alive = self.alive(gi);
+        let alive = self.alive_acceptors(gi);
         let g = &self.groups[gi];
-        if alive.len() < g.quorum || alive.iter().min() != Some(&self.id) {
+        if !g.acceptors.contains(&self.id)
+            || alive.len() < g.quorum
+            || alive.iter().min() != Some(&self.id)
+        {
             return;
         }
         let next = self.learner.next_instance(g.group).unwrap_or(1);
@@ -699,7 +750,7 @@ impl Member {
         let config = CoordinatorConfig {
             id: self.id,
             group: g.group,
-            acceptors: g.members.clone(),
+            acceptors: g.acceptors.clone(),
             learners: g
                 .members
                 .iter()
@@ -929,10 +980,15 @@ mod tests {
         down: Vec<NodeId>,
         queue: VecDeque<(NodeId, Envelope)>,
         now: u64,
+        acceptors: Vec<NodeId>,
     }
 
     impl Net {
         fn new() -> Net {
+            Net::with_acceptors(&[1, 2, 3])
+        }
+
+        fn with_acceptors(acceptors: &[NodeId]) -> Net {
             let mut net = Net {
                 members: BTreeMap::new(),
                 stores: BTreeMap::new(),
@@ -940,6 +996,7 @@ mod tests {
                 down: Vec::new(),
                 queue: VecDeque::new(),
                 now: 1000,
+                acceptors: acceptors.to_vec(),
             };
             for id in 1..=3 {
                 net.stores.insert(id, MemVoteStore::new());
@@ -960,6 +1017,7 @@ mod tests {
                     groups: vec![GroupSpec {
                         group: G,
                         members: vec![1, 2, 3],
+                        acceptors: self.acceptors.clone(),
                     }],
                     next: vec![1],
                     options: MemberOptions::default(),
@@ -1041,6 +1099,30 @@ mod tests {
     }
 
     #[test]
+    fn acceptors_must_be_distinct_members() {
+        let member = |acceptors: Vec<NodeId>| {
+            Member::new(
+                MemberConfig {
+                    id: 1,
+                    groups: vec![GroupSpec {
+                        group: G,
+                        members: vec![1, 2, 3],
+                        acceptors,
+                    }],
+                    next: vec![1],
+                    options: MemberOptions::default(),
+                },
+                vec![AcceptorState::default()],
+                0,
+            )
+        };
+        assert!(member(vec![2]).is_ok(), "a learner-only member");
+        assert!(member(vec![]).is_err());
+        assert!(member(vec![2, 4]).is_err(), "4 is no member");
+        assert!(member(vec![2, 2]).is_err());
+    }
+
+    #[test]
     fn a_value_less_decision_is_delivered_from_the_local_vote() {
         let mut net = Net::new();
         net.run(1000);
@@ -1069,6 +1151,52 @@ mod tests {
         );
         for id in 1..=3 {
             assert_eq!(net.delivered[&id], cmds(&["a"]), "node {id}");
+        }
+    }
+
+    #[test]
+    fn a_learner_only_member_never_votes_nor_leads_but_learns() {
+        let mut net = Net::with_acceptors(&[2, 3]);
+        net.run(1000);
+        assert_eq!(net.leaders(), vec![2], "the lowest-id acceptor leads");
+        assert!(net.members.values().all(|m| m.leader(G) == Some(2)));
+        net.propose(1, "a");
+        net.run(50);
+        for id in 1..=3 {
+            assert_eq!(net.delivered[&id], cmds(&["a"]), "node {id}");
+        }
+        let learned = net.members[&1].acceptor(G).unwrap().accepted(1).is_some();
+        assert!(learned, "the learner keeps the decision to serve catch-up");
+        let out = net.members.get_mut(&1).unwrap().step(
+            2,
+            PaxosMsg::Prepare {
+                group: G,
+                ballot: Ballot::new(99, 2),
+                from: 1,
+            },
+            net.now,
+            net.now,
+        );
+        assert!(out.send.is_empty() && out.send_after_persist.is_empty() && out.persist.is_empty());
+        // With acceptor 3 gone, 2 of 2 is no longer a quorum: the leader steps down and the
+        // learner, though alive with it, does not take over.
+        net.down.push(3);
+        net.run(2000);
+        assert!(net.leaders().is_empty());
+        net.propose(1, "b");
+        net.run(100);
+        assert_eq!(net.delivered[&1], cmds(&["a"]));
+        net.down.clear();
+        net.run(2000);
+        assert_eq!(net.leaders(), vec![2]);
+        net.propose(1, "c");
+        net.run(100);
+        for id in 1..=3 {
+            let got = &net.delivered[&id];
+            assert!(
+                got.ends_with(&cmds(&["c"])) && got.starts_with(&cmds(&["a"])),
+                "node {id}: {got:?}"
+            );
         }
     }
 
@@ -1118,10 +1246,7 @@ mod tests {
         let mut m = Member::new(
             MemberConfig {
                 id: 1,
-                groups: vec![GroupSpec {
-                    group: G,
-                    members: vec![1, 2, 3],
-                }],
+                groups: vec![GroupSpec::all_acceptors(G, vec![1, 2, 3])],
                 next: vec![1],
                 options: MemberOptions::default(),
             },
@@ -1214,10 +1339,7 @@ mod tests {
     fn a_restarted_node_never_reuses_a_ballot_others_heard() {
         let config = || MemberConfig {
             id: 1,
-            groups: vec![GroupSpec {
-                group: G,
-                members: vec![1, 2, 3],
-            }],
+            groups: vec![GroupSpec::all_acceptors(G, vec![1, 2, 3])],
             next: vec![1],
             options: MemberOptions::default(),
         };
@@ -1375,10 +1497,7 @@ mod tests {
             MemberConfig {
                 id: 1,
                 groups: [G, H]
-                    .map(|group| GroupSpec {
-                        group,
-                        members: vec![1, 2, 3],
-                    })
+                    .map(|group| GroupSpec::all_acceptors(group, vec![1, 2, 3]))
                     .to_vec(),
                 next: vec![1, 1],
                 options: MemberOptions::default(),

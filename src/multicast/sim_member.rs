@@ -80,6 +80,8 @@ struct Scenario {
     /// Periodic skips of an idle coordinator (the fallback of demand-driven ones), in ticks.
     skip_after_ticks: u64,
     skip_lookahead_ms: u64,
+    /// Per group, its acceptors: all nodes, or one or two (the others learn only).
+    acceptors: Vec<Vec<NodeId>>,
 }
 
 impl Scenario {
@@ -88,7 +90,7 @@ impl Scenario {
         // Some runs have slow disks and crash storms.
         let slow_disk = rng.below(4) == 0;
         let storm = rng.below(4) == 0;
-        Scenario {
+        let mut sc = Scenario {
             groups: GROUPS[..groups].to_vec(),
             fault_ms: rng.range(2_000, 5_000),
             latency_max_ms: rng.range(1, 12),
@@ -114,7 +116,22 @@ impl Scenario {
                 rng.range(20, 200)
             },
             skip_lookahead_ms: rng.range(0, 10),
-        }
+            acceptors: Vec::new(),
+        };
+        sc.acceptors = (0..groups)
+            .map(|_| {
+                if rng.percent(50) {
+                    return NODES.to_vec();
+                }
+                let mut subset = NODES.to_vec();
+                subset.remove(rng.below(3) as usize);
+                if rng.percent(50) {
+                    subset.remove(rng.below(2) as usize);
+                }
+                subset
+            })
+            .collect();
+        sc
     }
 
     fn options(&self) -> MemberOptions {
@@ -381,6 +398,22 @@ impl World {
     // ---- network and disk -------------------------------------------------------------------
 
     fn send(&mut self, from: NodeId, e: Envelope) {
+        let voters: &[NodeId] = match &e.msg {
+            PaxosMsg::Prepare { .. }
+            | PaxosMsg::Accept { .. }
+            | PaxosMsg::Promise { .. }
+            | PaxosMsg::Accepted { .. } => &[from, e.to],
+            _ => &[],
+        };
+        if !voters.is_empty() {
+            let gi = self.sc.groups.iter().position(|&g| g == e.msg.group());
+            if gi.is_none_or(|gi| voters.iter().any(|v| !self.sc.acceptors[gi].contains(v))) {
+                self.fail(format!(
+                    "{from} -> {}: {:?} involves a non-acceptor",
+                    e.to, e.msg
+                ));
+            }
+        }
         if let PaxosMsg::Decision {
             group,
             instance,
@@ -536,9 +569,11 @@ impl World {
                 .sc
                 .groups
                 .iter()
-                .map(|&group| GroupSpec {
+                .zip(&self.sc.acceptors)
+                .map(|(&group, acceptors)| GroupSpec {
                     group,
                     members: NODES.to_vec(),
+                    acceptors: acceptors.clone(),
                 })
                 .collect(),
             next: n.checkpoint.next.clone(),

@@ -29,8 +29,8 @@ use tokio::task::JoinHandle;
 
 use super::store::RocksVoteStore;
 use crate::multicast::{
-    self, CoordinatorOptions, Envelope, GroupId, GroupSpec, Instance, Member, MemberConfig,
-    MemberOptions, NodeId, Outputs, PaxosMsg, VoteStore, VoteWrite,
+    self, AcceptorState, Ballot, CoordinatorOptions, Envelope, GroupId, GroupSpec, Instance,
+    Member, MemberConfig, MemberOptions, NodeId, Outputs, PaxosMsg, VoteStore, VoteWrite,
 };
 
 /// Default capacity of the submit queue, in commands.
@@ -117,13 +117,7 @@ impl GroupOptions {
 impl Default for GroupOptions {
     /// One group (0), node 1 its only member, no skips.
     fn default() -> GroupOptions {
-        GroupOptions::for_groups(
-            1,
-            vec![GroupSpec {
-                group: 0,
-                members: vec![1],
-            }],
-        )
+        GroupOptions::for_groups(1, vec![GroupSpec::all_acceptors(0, vec![1])])
     }
 }
 
@@ -208,6 +202,15 @@ pub enum GroupError {
     /// The blocking writer thread panicked.
     #[error("vote writer failed: {0}")]
     Writer(String),
+    /// The data directory holds votes cast under another acceptor set: a quorum of the new set
+    /// might miss every vote of an old quorum, so a decided value could be decided again
+    /// differently. Changing the set needs fresh data directories for the group.
+    #[error("group {group}: the data directory's votes were cast with acceptors {stored:?}, the configuration now names {configured:?}; restore that set or start this group from empty data directories")]
+    AcceptorsChanged {
+        group: GroupId,
+        stored: Vec<NodeId>,
+        configured: Vec<NodeId>,
+    },
 }
 
 enum Control {
@@ -356,6 +359,44 @@ pub struct Group {
     pub task: JoinHandle<Result<(), GroupError>>,
 }
 
+/// Refuses a group whose votes on disk were cast under another acceptor set, and records the set
+/// when none is recorded yet. Votes written before sets were recorded were cast with every member
+/// as an acceptor.
+fn check_acceptors(
+    store: &RocksVoteStore,
+    spec: &GroupSpec,
+    state: &AcceptorState,
+) -> Result<(), GroupError> {
+    let mut configured = spec.acceptors.clone();
+    configured.sort_unstable();
+    let stored = match store.acceptors(spec.group)? {
+        Some(mut set) => {
+            set.sort_unstable();
+            set
+        }
+        None if state.promised == Ballot::ZERO && state.accepted.is_empty() && state.low <= 1 => {
+            store.record_acceptors(spec.group, &configured)?;
+            return Ok(());
+        }
+        None => {
+            let mut members = spec.members.clone();
+            members.sort_unstable();
+            if members == configured {
+                store.record_acceptors(spec.group, &configured)?;
+            }
+            members
+        }
+    };
+    if stored != configured {
+        return Err(GroupError::AcceptorsChanged {
+            group: spec.group,
+            stored,
+            configured,
+        });
+    }
+    Ok(())
+}
+
 /// Starts this node's part in its groups over `storage`: loads its votes, then orders commands.
 /// `after` holds, per group in the order of `options.groups`, the instance of the caller's last
 /// checkpoint (0 for none); it must be a position the merged order reaches. Decided instances
@@ -382,9 +423,16 @@ pub async fn start(
     let node = options.node;
     let ids = options.group_ids();
     let store = RocksVoteStore::new(storage.votes());
-    let load = ids.clone();
+    let specs = options.groups.clone();
     let (store, states) = tokio::task::spawn_blocking(move || {
-        let states: Result<Vec<_>, StoreError> = load.iter().map(|&g| store.load(g)).collect();
+        let states: Result<Vec<_>, GroupError> = specs
+            .iter()
+            .map(|spec| {
+                let state = store.load(spec.group)?;
+                check_acceptors(&store, spec, &state)?;
+                Ok(state)
+            })
+            .collect();
         (store, states)
     })
     .await
@@ -402,6 +450,7 @@ pub async fn start(
             group,
             node,
             members = ?options.groups.iter().find(|g| g.group == group).map(|g| &g.members),
+            acceptors = ?options.groups.iter().find(|g| g.group == group).map(|g| &g.acceptors),
             after,
             low = state.low,
             highest = ?state.accepted.keys().next_back(),
@@ -873,6 +922,44 @@ mod tests {
     use std::collections::HashSet;
     use std::time::Instant;
 
+    #[test]
+    fn votes_cast_under_another_acceptor_set_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(dir.path()).unwrap();
+        let store = RocksVoteStore::new(storage.votes());
+        let spec = |acceptors: Vec<NodeId>| GroupSpec {
+            group: 4,
+            members: vec![1, 2, 3, 4],
+            acceptors,
+        };
+        let fresh = AcceptorState::default();
+        check_acceptors(&store, &spec(vec![3, 1]), &fresh).unwrap();
+        assert_eq!(store.acceptors(4).unwrap(), Some(vec![1, 3]));
+        check_acceptors(&store, &spec(vec![1, 3]), &fresh).unwrap();
+        let e = check_acceptors(&store, &spec(vec![1, 2, 3]), &fresh).unwrap_err();
+        assert!(
+            matches!(e, GroupError::AcceptorsChanged { group: 4, .. }),
+            "{e}"
+        );
+        assert!(e.to_string().contains("[1, 3]"), "{e}");
+        // Votes without a recorded set were cast with every member as an acceptor.
+        let voted = AcceptorState {
+            promised: Ballot::new(2, 1),
+            ..AcceptorState::default()
+        };
+        let mut legacy = spec(vec![1, 2]);
+        legacy.group = 5;
+        let e = check_acceptors(&store, &legacy, &voted).unwrap_err();
+        assert!(
+            matches!(e, GroupError::AcceptorsChanged { group: 5, .. }),
+            "{e}"
+        );
+        assert_eq!(store.acceptors(5).unwrap(), None);
+        legacy.acceptors = legacy.members.clone();
+        check_acceptors(&store, &legacy, &voted).unwrap();
+        assert_eq!(store.acceptors(5).unwrap(), Some(vec![1, 2, 3, 4]));
+    }
+
     async fn collect(rx: &mut mpsc::Receiver<Delivered>, commands: usize) -> Vec<Delivered> {
         let mut out = Vec::new();
         let mut seen = 0;
@@ -1145,10 +1232,7 @@ mod tests {
     fn two_groups() -> GroupOptions {
         let specs = G
             .iter()
-            .map(|&group| GroupSpec {
-                group,
-                members: vec![1],
-            })
+            .map(|&group| GroupSpec::all_acceptors(group, vec![1]))
             .collect();
         GroupOptions::for_groups(1, specs)
     }
@@ -1476,10 +1560,7 @@ mod tests {
         for ((&id, dir), events) in NODES.iter().zip(&dirs).zip(rxs) {
             let specs = G
                 .iter()
-                .map(|&group| GroupSpec {
-                    group,
-                    members: NODES.to_vec(),
-                })
+                .map(|&group| GroupSpec::all_acceptors(group, NODES.to_vec()))
                 .collect();
             let opts = GroupOptions::for_groups(id, specs);
             let peers = txs.clone();

@@ -38,7 +38,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
-use crate::multicast::GroupId;
+use crate::multicast::{GroupId, NodeId};
 use crate::ssmr::{dest_of, PartitionId};
 use crate::zk::{self, Command, SessionId, Zk};
 use cluster::{FrontInput, OutcomeItem, PeerFrame};
@@ -532,7 +532,16 @@ pub async fn start(cfg: &Config) -> Result<Started, NodeError> {
     };
     let spec = cluster::ClusterSpec::from_config(cfg)?;
     let layout = match &spec {
-        Some(spec) => Layout::new(spec.id, &spec.member_ids(), cfg.partitions),
+        Some(spec) => {
+            let layout = Layout::new(spec.id, &spec.member_ids(), cfg.partitions);
+            match &cfg.global_acceptors {
+                Some(ids) => {
+                    let ids: Vec<NodeId> = ids.iter().map(|&i| i as NodeId).collect();
+                    layout.with_global_acceptors(&ids)
+                }
+                None => layout,
+            }
+        }
         None => Layout::standalone(),
     };
     let groups = layout.groups();

@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use storage::{StoreError, VoteBatch, VoteDb};
 
-use crate::multicast::{AcceptorState, Ballot, Batch, GroupId, VoteStore, VoteWrite};
+use crate::multicast::{AcceptorState, Ballot, Batch, GroupId, NodeId, VoteStore, VoteWrite};
 
 /// The acceptor votes of every group in one RocksDB instance.
 #[derive(Clone)]
@@ -18,6 +18,35 @@ impl RocksVoteStore {
     /// Wraps the vote store of an opened [`storage::Storage`].
     pub fn new(db: VoteDb) -> RocksVoteStore {
         RocksVoteStore { db }
+    }
+}
+
+impl RocksVoteStore {
+    /// The acceptor set recorded for `group`, if any (ids as big-endian u32s).
+    pub fn acceptors(&self, group: GroupId) -> Result<Option<Vec<NodeId>>, StoreError> {
+        let Some(rec) = self.db.acceptors(group)? else {
+            return Ok(None);
+        };
+        if rec.len() % 4 != 0 {
+            return Err(StoreError::Corrupt(format!(
+                "acceptor set of group {group}"
+            )));
+        }
+        Ok(Some(
+            rec.chunks_exact(4)
+                .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        ))
+    }
+
+    /// Records `acceptors` as `group`'s acceptor set (one synced write).
+    pub fn record_acceptors(&self, group: GroupId, acceptors: &[NodeId]) -> Result<(), StoreError> {
+        let mut batch = VoteBatch::new();
+        batch.put_acceptors(
+            group,
+            acceptors.iter().flat_map(|a| a.to_be_bytes()).collect(),
+        );
+        self.db.write(batch)
     }
 }
 

@@ -148,6 +148,8 @@ struct Scenario {
     /// Periodic skips of an idle coordinator (the fallback of demand-driven ones), in ticks.
     skip_after_ticks: u64,
     skip_lookahead_ms: u64,
+    /// The global group's acceptors: every server, or a subset (the others learn only).
+    global_acceptors: Vec<NodeId>,
 }
 
 impl Scenario {
@@ -155,7 +157,7 @@ impl Scenario {
         let partitions = [1, 2, 2, 3, 3, 4, 4][rng.index(7)];
         let replicas = if rng.percent(30) { 1 } else { 3 };
         let storm = rng.percent(20);
-        Scenario {
+        let mut sc = Scenario {
             partitions,
             replicas,
             clients: 2 + rng.index(5),
@@ -185,7 +187,17 @@ impl Scenario {
                 rng.range(20, 200)
             },
             skip_lookahead_ms: rng.range(0, 10),
+            global_acceptors: Vec::new(),
+        };
+        let mut acceptors: Vec<NodeId> = (1..=sc.servers()).collect();
+        if rng.percent(50) {
+            let keep = 1 + rng.index(acceptors.len());
+            while acceptors.len() > keep {
+                acceptors.remove(rng.index(acceptors.len()));
+            }
         }
+        sc.global_acceptors = acceptors;
+        sc
     }
 
     fn options(&self) -> MemberOptions {
@@ -233,14 +245,15 @@ impl Scenario {
     /// A server's groups, in merge order, with their members.
     fn groups_of(&self, id: NodeId) -> Vec<GroupSpec> {
         let p = self.partition_of_server(id);
-        let mut groups = vec![GroupSpec {
-            group: group_of(p),
-            members: self.replicas_of(p).collect(),
-        }];
+        let mut groups = vec![GroupSpec::all_acceptors(
+            group_of(p),
+            self.replicas_of(p).collect(),
+        )];
         if self.partitions > 1 {
             groups.push(GroupSpec {
                 group: GLOBAL,
                 members: (1..=self.servers()).collect(),
+                acceptors: self.global_acceptors.clone(),
             });
         }
         groups
@@ -760,6 +773,22 @@ impl World {
     fn send(&mut self, from: u32, to: u32, msg: Msg) {
         if let Msg::Paxos(m) = &msg {
             self.check_paxos_sent(m);
+            let votes = matches!(
+                m,
+                PaxosMsg::Prepare { .. }
+                    | PaxosMsg::Accept { .. }
+                    | PaxosMsg::Promise { .. }
+                    | PaxosMsg::Accepted { .. }
+            );
+            let acceptor = |n| {
+                self.sc
+                    .groups_of(n)
+                    .iter()
+                    .any(|g| g.group == m.group() && g.acceptors.contains(&n))
+            };
+            if votes && !(acceptor(from) && acceptor(to)) {
+                self.fail(format!("{from} -> {to}: {m:?} involves a non-acceptor"));
+            }
         }
         if from == to {
             self.enqueue(self.now + 1, from, to, msg);

@@ -25,6 +25,7 @@ const CF_CHECKPOINTS: &str = "checkpoints";
 const KIND_PROMISE: u8 = 0;
 const KIND_LOW: u8 = 1;
 const KIND_INSTANCE: u8 = 2;
+const KIND_ACCEPTORS: u8 = 3;
 
 /// How many checkpoints [`CheckpointDb::save`] keeps (the newest ones).
 pub const CHECKPOINTS_KEPT: usize = 2;
@@ -137,6 +138,7 @@ enum VoteOp {
     Promise(u32, Vec<u8>),
     Instance(u32, u64, Vec<u8>),
     Trim(u32, u64),
+    Acceptors(u32, Vec<u8>),
 }
 
 impl VoteBatch {
@@ -157,6 +159,12 @@ impl VoteBatch {
         self.ops.push(VoteOp::Instance(group, instance, record));
     }
 
+    /// Replaces the group's acceptor-set record (kept through trims).
+    pub fn put_acceptors(&mut self, group: u32, record: Vec<u8>) {
+        self.record_bytes += record.len();
+        self.ops.push(VoteOp::Acceptors(group, record));
+    }
+
     /// Deletes every instance record below `below` and remembers `below` as the group's low mark.
     pub fn trim_below(&mut self, group: u32, below: u64) {
         self.ops.push(VoteOp::Trim(group, below));
@@ -173,7 +181,8 @@ impl VoteBatch {
     }
 }
 
-/// Per-group vote records: one promise record, a low mark, and one record per instance.
+/// Per-group vote records: one promise record, a low mark, an acceptor-set record, and one record
+/// per instance.
 ///
 /// Invariant: after a trim to `below`, no instance record below `below` exists and
 /// [`VoteDb::low`] returns at least `below`.
@@ -196,6 +205,7 @@ impl VoteDb {
             match op {
                 VoteOp::Promise(g, rec) => wb.put_cf(cf, group_key(g, KIND_PROMISE), rec),
                 VoteOp::Instance(g, i, rec) => wb.put_cf(cf, instance_key(g, i), rec),
+                VoteOp::Acceptors(g, rec) => wb.put_cf(cf, group_key(g, KIND_ACCEPTORS), rec),
                 VoteOp::Trim(g, below) => {
                     wb.delete_range_cf(cf, instance_key(g, 0), instance_key(g, below));
                     wb.put_cf(cf, group_key(g, KIND_LOW), below.to_be_bytes());
@@ -209,6 +219,15 @@ impl VoteDb {
     pub fn promise(&self, group: u32) -> Result<Option<Vec<u8>>, StoreError> {
         let cf = self.storage.cf(CF_VOTES)?;
         Ok(self.storage.db.get_cf(cf, group_key(group, KIND_PROMISE))?)
+    }
+
+    /// The group's acceptor-set record, if one was ever written.
+    pub fn acceptors(&self, group: u32) -> Result<Option<Vec<u8>>, StoreError> {
+        let cf = self.storage.cf(CF_VOTES)?;
+        Ok(self
+            .storage
+            .db
+            .get_cf(cf, group_key(group, KIND_ACCEPTORS))?)
     }
 
     /// The group's low mark: instances below it were trimmed (0 if never trimmed).
@@ -401,6 +420,24 @@ mod tests {
         );
         assert_eq!(v.instances_from(7, 0, 1).unwrap().len(), 1);
         assert!(v.instances_from(7, 3, 100).unwrap().is_empty());
+    }
+
+    #[test]
+    fn acceptor_set_record_survives_trims_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let v = Storage::open(dir.path()).unwrap().votes();
+            assert_eq!(v.acceptors(3).unwrap(), None);
+            let mut b = VoteBatch::new();
+            b.put_acceptors(3, b"set".to_vec());
+            b.put_instance(3, 1, b"one".to_vec());
+            b.trim_below(3, u64::MAX);
+            v.write(b).unwrap();
+        }
+        let v = Storage::open(dir.path()).unwrap().votes();
+        assert_eq!(v.acceptors(3).unwrap().as_deref(), Some(&b"set"[..]));
+        assert_eq!(v.acceptors(4).unwrap(), None);
+        assert!(v.instances_from(3, 0, 10).unwrap().is_empty());
     }
 
     #[test]
