@@ -186,3 +186,34 @@ async fn watches_and_ephemerals_cross_partitions() {
     })
     .await;
 }
+
+/// A server holding votes of the global group refuses to start with another acceptor set for it,
+/// and says why: a quorum of the new set might miss every vote of an old one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_global_acceptor_set_is_refused() {
+    let Some(mut cluster) = partitioned(2, 2).await else {
+        return;
+    };
+    bounded(async {
+        let a = client(&cluster.addr(0)).await;
+        create_persistent(&a, "/voted", b"").await;
+    })
+    .await;
+    let cfg = cluster.cfg_path(1);
+    let original = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, format!("{original}globalAcceptors=2\n")).unwrap();
+    let (status, log) = cluster.restart_expecting_exit(1, Duration::from_secs(30));
+    let status = status.expect("the server refuses to start");
+    assert!(!status.success(), "{log}");
+    assert!(
+        log.contains("votes were cast with acceptors [1, 2]") && log.contains("names [2]"),
+        "{log}"
+    );
+    std::fs::write(&cfg, original).unwrap();
+    cluster.restart(1).await;
+    bounded(async {
+        let b = client(&cluster.addr(1)).await;
+        assert!(b.check_stat("/voted").await.unwrap().is_some());
+    })
+    .await;
+}

@@ -466,7 +466,7 @@ impl Replica {
             }
         }
         self.stuck = Some((cmd, Instant::now()));
-        tracing::debug!(%cmd, ?missing, "asking again for signals");
+        tracing::info!(%cmd, ?missing, "asking again for signals");
         let Some(peers) = self.node.inner.peers.get() else {
             return;
         };
@@ -496,7 +496,9 @@ impl Replica {
         for (p, list) in per_partition {
             let frame = PeerFrame::Signals(list).encode();
             for s in self.layout.replicas(p) {
-                peers.send(s, frame.clone());
+                if !peers.send(s, frame.clone()) {
+                    tracing::warn!(to = s, "signals dropped: the peer's send queue is full");
+                }
             }
         }
     }

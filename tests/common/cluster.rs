@@ -191,6 +191,32 @@ impl Cluster {
         member.paused = false;
     }
 
+    /// Starts member `i` again and waits up to `within` for it to exit: its exit status (`None`
+    /// if it still ran, then it is killed) and its log.
+    pub fn restart_expecting_exit(
+        &mut self,
+        i: usize,
+        within: Duration,
+    ) -> (Option<std::process::ExitStatus>, String) {
+        self.kill9(i);
+        self.spawn(i);
+        let deadline = Instant::now() + within;
+        let status = loop {
+            let child = self.members[i].child.as_mut().expect("just spawned");
+            match child.try_wait().expect("wait for the server") {
+                Some(status) => break Some(status),
+                None if Instant::now() >= deadline => break None,
+                None => std::thread::sleep(Duration::from_millis(50)),
+            }
+        };
+        if status.is_some() {
+            self.members[i].child = None;
+        } else {
+            self.kill9(i);
+        }
+        (status, self.members[i].log())
+    }
+
     /// Starts member `i` again on its ports and data directory and waits until it serves.
     pub async fn restart(&mut self, i: usize) {
         self.kill9(i);
