@@ -10,8 +10,8 @@
 //!   `heartbeat_ms`; a member not heard from for `election_ms` is suspected.
 //! - Election (an Omega failure detector with sticky leaders): while a leader is heard, members
 //!   follow it. When none is, the lowest-id acceptor among those heard, if the acceptors heard
-//!   form a quorum, starts a [`Coordinator`] with a ballot above every ballot it has seen; it leads once Phase 1
-//!   succeeds and announces it in its heartbeats. A coordinator steps down when it hears a higher
+//!   form a quorum, starts a [`Coordinator`] with a ballot above every ballot it has seen; it
+//!   leads once Phase 1 succeeds and announces it in its heartbeats. A coordinator steps down when it hears a higher
 //!   leading ballot, is refused by a higher ballot, or stops hearing a quorum for `election_ms`
 //!   (so a paused or cut-off leader stops proposing before others replace it). Stepping down
 //!   drops the commands it had not proposed; submitters learn of it through `leader_changes`.

@@ -619,6 +619,14 @@ impl Driver {
                 } else {
                     coarse
                 };
+            // The select below is biased and polls the ticker last: under a steady flow of
+            // messages and commands it could starve, and with it heartbeats, leases and the
+            // coordinator's timers. An overdue tick runs first.
+            if tokio::time::Instant::now() >= due + coarse {
+                last_tick = tokio::time::Instant::now();
+                self.on_tick(writing.is_some());
+                continue;
+            }
             if ticker.deadline() != due {
                 ticker.as_mut().reset(due);
             }
@@ -710,16 +718,20 @@ impl Driver {
                 },
                 _ = &mut ticker => {
                     last_tick = tokio::time::Instant::now();
-                    for (peers, &g) in self.live_peers.iter().zip(groups.iter()) {
-                        peers.store(self.member.live_peers(g) as u32, Ordering::Relaxed);
-                    }
-                    let out = self.member.tick(self.now(), wall_ms());
-                    self.handle(out, writing.is_some());
+                    self.on_tick(writing.is_some());
                 }
             }
         }
         tracing::info!(?groups, "groups stopped");
         Ok(())
+    }
+
+    fn on_tick(&mut self, write_running: bool) {
+        for (peers, &g) in self.live_peers.iter().zip(self.groups.iter()) {
+            peers.store(self.member.live_peers(g) as u32, Ordering::Relaxed);
+        }
+        let out = self.member.tick(self.now(), wall_ms());
+        self.handle(out, write_running);
     }
 
     fn on_event(&mut self, ev: NetEvent, write_running: bool) {
