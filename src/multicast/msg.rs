@@ -100,6 +100,18 @@ impl PaxosMsg {
             | PaxosMsg::SkipNeeded { group, .. } => *group,
         }
     }
+
+    /// Phase 1 or Phase 2 traffic between a coordinator and an acceptor: both ends must be
+    /// acceptors of the group.
+    pub fn is_vote(&self) -> bool {
+        matches!(
+            self,
+            PaxosMsg::Prepare { .. }
+                | PaxosMsg::Promise { .. }
+                | PaxosMsg::Accept { .. }
+                | PaxosMsg::Accepted { .. }
+        )
+    }
 }
 
 /// A message and its destination.

@@ -398,16 +398,13 @@ impl World {
     // ---- network and disk -------------------------------------------------------------------
 
     fn send(&mut self, from: NodeId, e: Envelope) {
-        let voters: &[NodeId] = match &e.msg {
-            PaxosMsg::Prepare { .. }
-            | PaxosMsg::Accept { .. }
-            | PaxosMsg::Promise { .. }
-            | PaxosMsg::Accepted { .. } => &[from, e.to],
-            _ => &[],
-        };
-        if !voters.is_empty() {
+        if e.msg.is_vote() {
             let gi = self.sc.groups.iter().position(|&g| g == e.msg.group());
-            if gi.is_none_or(|gi| voters.iter().any(|v| !self.sc.acceptors[gi].contains(v))) {
+            if gi.is_none_or(|gi| {
+                [from, e.to]
+                    .iter()
+                    .any(|v| !self.sc.acceptors[gi].contains(v))
+            }) {
                 self.fail(format!(
                     "{from} -> {}: {:?} involves a non-acceptor",
                     e.to, e.msg

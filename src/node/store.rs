@@ -19,9 +19,7 @@ impl RocksVoteStore {
     pub fn new(db: VoteDb) -> RocksVoteStore {
         RocksVoteStore { db }
     }
-}
 
-impl RocksVoteStore {
     /// The acceptor set recorded for `group`, if any (ids as big-endian u32s).
     pub fn acceptors(&self, group: GroupId) -> Result<Option<Vec<NodeId>>, StoreError> {
         let Some(rec) = self.db.acceptors(group)? else {

@@ -242,6 +242,15 @@ impl Scenario {
         (id - 1) / self.replicas
     }
 
+    /// Whether server `id` is an acceptor of `group`, as [`Scenario::groups_of`] lays them out.
+    fn is_acceptor(&self, group: GroupId, id: NodeId) -> bool {
+        if self.partitions > 1 && group == GLOBAL {
+            self.global_acceptors.contains(&id)
+        } else {
+            group == group_of(self.partition_of_server(id))
+        }
+    }
+
     /// A server's groups, in merge order, with their members.
     fn groups_of(&self, id: NodeId) -> Vec<GroupSpec> {
         let p = self.partition_of_server(id);
@@ -773,20 +782,9 @@ impl World {
     fn send(&mut self, from: u32, to: u32, msg: Msg) {
         if let Msg::Paxos(m) = &msg {
             self.check_paxos_sent(m);
-            let votes = matches!(
-                m,
-                PaxosMsg::Prepare { .. }
-                    | PaxosMsg::Accept { .. }
-                    | PaxosMsg::Promise { .. }
-                    | PaxosMsg::Accepted { .. }
-            );
-            let acceptor = |n| {
-                self.sc
-                    .groups_of(n)
-                    .iter()
-                    .any(|g| g.group == m.group() && g.acceptors.contains(&n))
-            };
-            if votes && !(acceptor(from) && acceptor(to)) {
+            if m.is_vote()
+                && !(self.sc.is_acceptor(m.group(), from) && self.sc.is_acceptor(m.group(), to))
+            {
                 self.fail(format!("{from} -> {to}: {m:?} involves a non-acceptor"));
             }
         }
