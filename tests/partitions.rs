@@ -9,7 +9,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::cluster::{Cluster, ClusterOptions};
+use common::cluster::{four_letter, Cluster, ClusterOptions};
 use common::{bounded, create_persistent, within, Flavor};
 use volery::ssmr::partition_of;
 use zookeeper_client as zk;
@@ -128,6 +128,30 @@ async fn two_partitions_serve_one_tree() {
             names.push(s.into_i64());
         }
         assert_eq!(names, (0..6).collect::<Vec<_>>());
+
+        // mntr shows the S-SMR traffic: creates came through the global group and exchanged
+        // signals; the partitions' own groups carried the setData and the multi.
+        for i in 0..2 {
+            let mntr = four_letter(&cluster.addr(i), "mntr", Duration::from_secs(3))
+                .await
+                .expect("mntr");
+            let value = |key: &str| -> u64 {
+                mntr.lines()
+                    .find_map(|l| l.strip_prefix(&format!("zk_{key}\t")))
+                    .unwrap_or_else(|| panic!("no {key} in mntr: {mntr}"))
+                    .parse()
+                    .expect("a count")
+            };
+            assert!(value("global_commands_delivered") >= 28, "{mntr}");
+            assert!(
+                value("global_instances_delivered") > value("global_skips_delivered"),
+                "{mntr}"
+            );
+            assert!(value("local_commands_delivered") >= 1, "{mntr}");
+            assert!(value("signals_sent") >= 28, "{mntr}");
+            assert!(value("signals_received") >= 28, "{mntr}");
+            assert!(value("signal_frames_sent") <= value("signals_sent"), "{mntr}");
+        }
     })
     .await;
 }

@@ -147,6 +147,91 @@ pub struct NodeMetrics {
     pub fsync_batch: Histogram,
     /// Commands executed by the replica.
     pub commands_executed: AtomicU64,
+    /// Decided instances delivered to the replica from this partition's group.
+    pub local: Deliveries,
+    /// Decided instances delivered to the replica from the global group (`g_all`).
+    pub global: Deliveries,
+    /// Signals this replica sent, one per destination partition (paper section 4).
+    pub signals_sent: AtomicU64,
+    /// Signal frames sent: one per destination partition per delivered instance that had signals.
+    pub signal_frames_sent: AtomicU64,
+    /// Signals received from other partitions' replicas.
+    pub signals_received: AtomicU64,
+}
+
+impl NodeMetrics {
+    /// The S-SMR counters by their `mntr` / Prometheus names (with `_total` added there), so that an
+    /// operator can see batching (commands per instance) and signal traffic under their load.
+    pub fn counters(&self) -> [(&'static str, &'static str, u64); 9] {
+        let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let (l, g) = (&self.local, &self.global);
+        [
+            (
+                "local_instances_delivered",
+                "Instances of the partition's group delivered",
+                n(&l.instances),
+            ),
+            (
+                "local_skips_delivered",
+                "Skips (instances without commands) of the partition's group delivered",
+                n(&l.skips),
+            ),
+            (
+                "local_commands_delivered",
+                "Commands of the partition's group delivered",
+                n(&l.commands),
+            ),
+            (
+                "global_instances_delivered",
+                "Instances of the global group delivered",
+                n(&g.instances),
+            ),
+            (
+                "global_skips_delivered",
+                "Skips of the global group delivered",
+                n(&g.skips),
+            ),
+            (
+                "global_commands_delivered",
+                "Commands of the global group delivered",
+                n(&g.commands),
+            ),
+            (
+                "signals_sent",
+                "Signals sent to other partitions, one per destination partition",
+                n(&self.signals_sent),
+            ),
+            (
+                "signal_frames_sent",
+                "Frames of signals sent, one per destination partition and instance",
+                n(&self.signal_frames_sent),
+            ),
+            (
+                "signals_received",
+                "Signals received from other partitions",
+                n(&self.signals_received),
+            ),
+        ]
+    }
+}
+
+/// What one kind of group delivered: instances, skips (instances without commands) and commands.
+/// Commands per non-skip instance is the group's batching under the load it sees.
+#[derive(Debug, Default)]
+pub struct Deliveries {
+    pub instances: AtomicU64,
+    pub skips: AtomicU64,
+    pub commands: AtomicU64,
+}
+
+impl Deliveries {
+    pub fn record(&self, commands: usize) {
+        self.instances.fetch_add(1, Ordering::Relaxed);
+        if commands == 0 {
+            self.skips.fetch_add(1, Ordering::Relaxed);
+        }
+        self.commands.fetch_add(commands as u64, Ordering::Relaxed);
+    }
 }
 
 #[cfg(test)]

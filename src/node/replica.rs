@@ -15,6 +15,7 @@
 //!   (the last instance of each group) and its state agree.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -370,6 +371,13 @@ impl Replica {
             return; // covered by a checkpoint installed from another member
         }
         self.positions[gi] = d.instance;
+        let metrics = self.node.metrics();
+        if self.layout.partitions > 1 && d.group == self.layout.global_group() {
+            &metrics.global
+        } else {
+            &metrics.local
+        }
+        .record(d.commands.len());
         let merged: u64 = self.positions.iter().sum();
         let time_ms = d.time_ms as i64;
         let mut signals = Vec::new();
@@ -409,16 +417,20 @@ impl Replica {
         self.send_signals(&signals);
         let step = self.exec.run(usize::MAX);
         self.since_checkpoint += d.commands.len() as u64;
-        self.node.metrics().commands_executed.fetch_add(
-            d.commands.len() as u64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        self.node
+            .metrics()
+            .commands_executed
+            .fetch_add(d.commands.len() as u64, Ordering::Relaxed);
         self.handle(step);
     }
 
     fn on_peer(&mut self, input: ReplicaInput) {
         match input {
             ReplicaInput::Signals(list) => {
+                self.node
+                    .metrics()
+                    .signals_received
+                    .fetch_add(list.len() as u64, Ordering::Relaxed);
                 for bytes in list {
                     match Signal::decode(bytes) {
                         Ok(signal) => self.exec.receive(signal),
@@ -493,7 +505,12 @@ impl Replica {
                 per_partition.entry(*p).or_default().push(encoded.clone());
             }
         }
+        let metrics = self.node.metrics();
         for (p, list) in per_partition {
+            metrics
+                .signals_sent
+                .fetch_add(list.len() as u64, Ordering::Relaxed);
+            metrics.signal_frames_sent.fetch_add(1, Ordering::Relaxed);
             let frame = PeerFrame::Signals(list).encode();
             for s in self.layout.replicas(p) {
                 if !peers.send(s, frame.clone()) {

@@ -613,6 +613,10 @@ async fn mntr(ctx: &Context) -> String {
         "bytes_received_count",
         s.bytes_received.load(Ordering::Relaxed).to_string(),
     );
+    let node = ctx.node.metrics();
+    for (name, _, value) in node.counters() {
+        kv(name, value.to_string());
+    }
     for (name, h, percentiles) in [
         ("fsynctime", &ctx.node.metrics().fsync, false),
         (

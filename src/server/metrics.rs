@@ -302,6 +302,9 @@ pub async fn render(ctx: &Context) -> String {
         "Commands the replica executed",
         node.commands_executed.load(Ordering::Relaxed),
     );
+    for (name, help, value) in node.counters() {
+        w.counter(&format!("{name}_total"), help, value);
+    }
     w.summary(
         "fsynctime",
         "Time of one synced write of the vote log in ms",
