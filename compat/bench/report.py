@@ -14,7 +14,7 @@
 Raw files are named by run.sh: <target>__<load>__<sessions>.json, with load set1k or get1k; by
 scaling.sh: k<partitions>__g<create/delete percent>[__r<round>].json (g100: create/delete only) beside
 k<partitions>__g<percent>[__r<round>].throttle (per partition: CFS periods and throttled periods in
-the run).
+the run) and .steal (the machine's steal and total CPU jiffies over the run, from /proc/stat).
 """
 
 import glob
@@ -375,6 +375,14 @@ def load_scaling(raw_dir):
                     fields = line.split()
                     if len(fields) == 2:
                         throttle.append((int(fields[0]), int(fields[1])))
+        steal = None
+        spath = path[: -len(".json")] + ".steal"
+        if os.path.exists(spath):
+            with open(spath) as f:
+                fields = f.read().split()
+            if len(fields) == 2 and int(fields[1]) > 0:
+                steal = int(fields[0]) / int(fields[1])
+        run["host_steal"] = steal
         runs.setdefault((k, g), []).append((run, throttle))
     return runs
 
@@ -427,6 +435,7 @@ def scaling_metrics(k, run, throttle):
         "cpu_per_op_each": [s * 1e6 * k / count for s in per],
         "cores_each": [s / window for s in per],
         "throttled": (sum(t for _, t in periods) / sum(p for p, _ in periods)) if periods else None,
+        "steal": run.get("host_steal"),
     }
 
 
@@ -566,19 +575,23 @@ def scaling(raw_dir, out_dir, budget, command, notes):
     lines.append("## Every run")
     lines.append("")
     lines.append("| partitions | create/delete asked | round | measured | ops/s | p50 ms | p99 ms | server CPU-us/op | "
-                 "cores per partition | throttled periods (whole run) | errors |")
-    lines.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+                 "cores per partition | throttled periods (whole run) | host steal | errors |")
+    lines.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     every = [(k, g, i + 1, r) for (k, g) in sorted(m) for i, r in enumerate(m[(k, g)]["rounds"])]
     for k, g, rnd, r in every:
-        lines.append("| %d | %d%% | %d | %.1f%% | %s | %s | %s | %s | %s | %s | %d |" % (
+        lines.append("| %d | %d%% | %d | %.1f%% | %s | %s | %s | %s | %s | %s | %s | %d |" % (
             k, g, rnd, r["global"] * 100, fmt(r["ops"]), fmt(r["p50"], 2), fmt(r["p99"], 2),
             fmt(r["cpu_per_op"]), spread(r["cores_each"], 2),
-            "–" if r["throttled"] is None else "%.0f%%" % (r["throttled"] * 100), r["errors"]))
+            "–" if r["throttled"] is None else "%.0f%%" % (r["throttled"] * 100),
+            "–" if r["steal"] is None else "%.1f%%" % (r["steal"] * 100), r["errors"]))
     lines.append("")
     if budget > 0:
         lines.append("Cores per partition at the budget (%g) and most periods throttled means the run was "
                      "limited by the budget, as intended; well below it means something else (the load "
-                     "generator, the machine's two CPUs, waiting for other partitions) was the limit." % budget)
+                     "generator, the machine's two CPUs, waiting for other partitions) was the limit. Host "
+                     "steal is the share of the machine's CPU time the hypervisor gave to other guests "
+                     "during the run: it slows every process alike, so runs with more of it cost more "
+                     "CPU-us per operation." % budget)
         lines.append("")
 
     lines.append("## The paper's figure 8")

@@ -204,8 +204,16 @@ EOF
   done
 }
 
+# cpu_times: "steal all" jiffies of the machine's CPUs so far (/proc/stat): time the hypervisor gave
+# to other guests while this one wanted to run. It slows every process here alike, so a run with
+# much of it costs more CPU-us per operation than the same run on a quiet host.
+cpu_times() {
+  awk '$1 == "cpu" { all = 0; for (i = 2; i <= NF; i++) all += $i; print $9 + 0, all; exit }' /proc/stat
+}
+
 # run_bench K G MIX NAME [DIR]: one `volery bench` run against the cluster; writes DIR/NAME.json
-# (DIR: $RAW) and the cgroups' throttling counters over the run into DIR/NAME.throttle.
+# (DIR: $RAW), the cgroups' throttling counters over the run into DIR/NAME.throttle and the
+# machine's steal and total CPU jiffies over the run into DIR/NAME.steal.
 run_bench() {
   local k="$1" g="$2" mix="$3" name="$4" dir="${5:-$RAW}" i before=() after=()
   if [ "$(date +%s)" -ge "$DEADLINE" ]; then
@@ -214,6 +222,7 @@ run_bench() {
   fi
   echo "== k=$k ${g}% create/delete ($mix)" >&2
   for i in "${!CGS[@]}"; do before+=("$(throttled "${CGS[$i]}")"); done
+  local cpu_before; cpu_before="$(cpu_times)"
   local limit=$(( $("${PY[@]}" seconds "$WARMUP") + $("${PY[@]}" seconds "$DURATION") + 120 ))
   local sessions="$SESSIONS"
   [ "$PER_PARTITION" = 1 ] && sessions=$((SESSIONS * k))
@@ -227,6 +236,8 @@ run_bench() {
     read -r p0 t0 <<<"${before[$i]}"; read -r p1 t1 <<<"${after[$i]}"
     echo "$((p1 - p0)) $((t1 - t0))" >>"$dir/$name.throttle"
   done
+  read -r s0 a0 <<<"$cpu_before"; read -r s1 a1 <<<"$(cpu_times)"
+  echo "$((s1 - s0)) $((a1 - a0))" >"$dir/$name.steal"
   if [ "$rc" -ne 0 ]; then
     echo "scaling: k=$k $mix failed (exit $rc):" >&2; tail -n 15 "$WORK/$name.out" >&2
     return 1
