@@ -129,15 +129,25 @@ impl StartArgs {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
+    let cli = Cli::parse_from(volery::shell::normalize_args(std::env::args_os()));
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_env("VOLERY_LOG")
                 .unwrap_or_else(|_| EnvFilter::new("warn,volery=info")),
         )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-    let cli = Cli::parse_from(volery::shell::normalize_args(std::env::args_os()));
+        .with_ansi(std::io::stderr().is_terminal());
+    // A server's log lines go through a writer thread: a stderr redirected to a file on a busy
+    // disk (dirty-page throttling can hold a write for seconds) must not stop the runtime's
+    // workers, and with them heartbeats and the executor. Lines beyond its buffer (128k lines)
+    // are dropped, not waited for. The guard flushes what is left at exit.
+    let _flush_at_exit = if matches!(cli.command, Command::Start(_)) {
+        let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
+        logs.with_writer(writer).init();
+        Some(guard)
+    } else {
+        logs.with_writer(std::io::stderr).init();
+        None
+    };
     match cli.command {
         Command::Start(args) => {
             let cfg = args.into_config()?;

@@ -150,7 +150,10 @@ async fn two_partitions_serve_one_tree() {
             assert!(value("local_commands_delivered") >= 1, "{mntr}");
             assert!(value("signals_sent") >= 28, "{mntr}");
             assert!(value("signals_received") >= 28, "{mntr}");
-            assert!(value("signal_frames_sent") <= value("signals_sent"), "{mntr}");
+            assert!(
+                value("signal_frames_sent") <= value("signals_sent"),
+                "{mntr}"
+            );
         }
     })
     .await;
