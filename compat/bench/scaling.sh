@@ -242,11 +242,12 @@ run_bench() {
     echo "scaling: k=$k $mix failed (exit $rc):" >&2; tail -n 15 "$WORK/$name.out" >&2
     return 1
   fi
-  grep -E '^(total|server CPU|client CPU|  per pid)' "$WORK/$name.out" >&2
-  # Requests that failed, or a near-stall (under 500 ops/s, where every run here does thousands):
-  # the servers' warnings, leader changes and signal re-asks so far (their logs go with the
-  # cluster's temporary directory).
-  if awk '$1 == "total" && ($NF > 0 || $3 < 500) { bad = 1 } END { exit !bad }' "$WORK/$name.out"; then
+  grep -E '^(total|server CPU|client CPU|  per pid|sessions failed)' "$WORK/$name.out" >&2
+  grep -A5 '^sessions failed' "$WORK/$name.out" | grep '^  ' >&2
+  # Requests or sessions that failed, or a near-stall (under 500 ops/s, where every run here does
+  # thousands): the servers' warnings, leader changes and signal re-asks so far (their logs go
+  # with the cluster's temporary directory).
+  if awk '($1 == "total" && ($NF > 0 || $3 < 500)) || /^sessions failed/ { bad = 1 } END { exit !bad }' "$WORK/$name.out"; then
     for i in $(seq 1 "$k"); do
       echo "scaling: k=$k $name had errors or stalled; server $i, last warnings, leader changes and signal re-asks:" >&2
       grep -E ' (WARN|ERROR) |leader changed|stepping down|suspecting|asking again' "$WORK/k$k-s$i.log" | tail -n 8 >&2
