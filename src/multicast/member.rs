@@ -63,8 +63,8 @@ pub struct MemberOptions {
     pub heartbeat_ms: u64,
     /// Silence after which a member (or the leader) is suspected.
     pub election_ms: u64,
-    /// How long a starting member only listens before it may stand for election: at least
-    /// `election_ms`, and longer than the others take to reconnect to it, so a restarted member
+    /// How long a starting member only listens before it may stand for election: several
+    /// heartbeats, and longer than the others take to reconnect to it, so a restarted member
     /// hears the leader that exists instead of preempting it.
     pub startup_listen_ms: u64,
     /// Lag without progress after which a learner asks for the decisions it missed.
@@ -710,6 +710,30 @@ impl Member {
         }
     }
 
+    /// The transport's link to `peer` closed (the process exited or restarted; a hang keeps the
+    /// link and is found by silence). `peer` counts as not heard from until its next message, so
+    /// a leader that went is suspected at once instead of after `election_ms`, as ZooKeeper's
+    /// followers drop a leader whose connection closes. A live peer whose link only flapped is
+    /// heard again with its next heartbeat; at worst an election follows, which Paxos makes safe.
+    pub fn link_down(&mut self, peer: NodeId) -> Outputs {
+        let mut out = Outputs::default();
+        if peer == self.id {
+            return out;
+        }
+        for gi in 0..self.groups.len() {
+            self.groups[gi].heard.remove(&peer);
+            if self.groups[gi].leader.is_some_and(|(n, _)| n == peer) {
+                tracing::info!(
+                    group = self.groups[gi].group,
+                    leader = peer,
+                    "link to the leader closed; suspecting it"
+                );
+                self.set_leader(gi, None, &mut out);
+            }
+        }
+        out
+    }
+
     fn detect_leader_failure(&mut self, gi: usize, out: &mut Outputs) {
         let g = &self.groups[gi];
         if let Some((n, _)) = g.leader {
@@ -724,8 +748,7 @@ impl Member {
     /// from, and the acceptors heard from form a quorum.
     fn elect(&mut self, gi: usize, out: &mut Outputs) {
         if self.groups[gi].members.len() > 1
-            && self.now.saturating_sub(self.started)
-                < self.opts.election_ms.max(self.opts.startup_listen_ms)
+            && self.now.saturating_sub(self.started) < self.opts.startup_listen_ms
         {
             return; // first listen for a leader that may already exist
         }
@@ -1458,6 +1481,39 @@ mod tests {
         for id in 1..=3 {
             assert_eq!(net.delivered[&id], cmds(&["x"]), "node {id}");
         }
+    }
+
+    /// A leader whose link closes is suspected at once: the next acceptor leads well before
+    /// `election_ms` of silence would have passed, and the group goes on.
+    #[test]
+    fn a_closed_link_to_the_leader_starts_an_election_at_once() {
+        let mut net = Net::new();
+        net.run(1000);
+        assert_eq!(net.leaders(), vec![1]);
+        let election_ms = MemberOptions::default().election_ms;
+        net.down.push(1);
+        for id in [2, 3] {
+            let out = net.members.get_mut(&id).unwrap().link_down(1);
+            net.absorb(id, out);
+            assert_eq!(net.members[&id].leader(G), None, "node {id}");
+        }
+        net.run(election_ms / 5);
+        assert_eq!(
+            net.leaders(),
+            vec![2],
+            "elected within a fifth of election_ms"
+        );
+        net.propose(3, "x");
+        net.run(50);
+        for id in [2, 3] {
+            assert_eq!(net.delivered[&id], cmds(&["x"]), "node {id}");
+        }
+        // Without the link event the followers still wait out the silence.
+        let mut slow = Net::new();
+        slow.run(1000);
+        slow.down.push(1);
+        slow.run(election_ms / 5);
+        assert!(slow.leaders().is_empty(), "silence alone: no leader yet");
     }
 
     #[test]

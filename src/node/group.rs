@@ -756,6 +756,8 @@ impl Driver {
                     );
                     self.bump_epoch();
                 }
+                let out = self.member.link_down(peer);
+                self.handle(out, write_running);
             }
         }
     }

@@ -589,9 +589,15 @@ pub async fn start(cfg: &Config) -> Result<Started, NodeError> {
     let (front_tx, front_rx) = mpsc::unbounded_channel();
     if let Some(spec) = &spec {
         group_opts.member.heartbeat_ms = (cfg.tick_time_ms as u64 / 10).clamp(10, 200);
-        group_opts.member.election_ms = (group_opts.member.heartbeat_ms * 10).max(500);
+        // Ten heartbeats, and at least half a second, are enough to hear a leader that exists.
+        let listen_ms = (group_opts.member.heartbeat_ms * 10).max(500);
+        // ZooKeeper's syncLimit: a silent leader is given up after syncLimit ticks (a closed link
+        // at once), so an overloaded leader whose heartbeats queue behind its traffic for a
+        // second or two is not deposed, with every session on its followers closed.
+        group_opts.member.election_ms =
+            (u64::from(cfg.sync_limit) * cfg.tick_time_ms as u64).max(listen_ms);
         group_opts.member.startup_listen_ms =
-            group_opts.member.election_ms + crate::peer::RECONNECT_MAX_BACKOFF.as_millis() as u64;
+            listen_ms + crate::peer::RECONNECT_MAX_BACKOFF.as_millis() as u64;
         group_opts.member.catch_up_ms = group_opts.member.heartbeat_ms * 2;
         let l = cluster::connect(
             spec,

@@ -1106,6 +1106,17 @@ impl World {
         self.servers[i].down_until = self.now + down;
         self.net.retain(|_, (_, to, _)| *to != id);
         self.stats.crashes += 1;
+        // Every other crash closes links the others notice ([`Member::link_down`], as the real
+        // transport reports); the rest are found by silence alone.
+        if self.stats.crashes.is_multiple_of(2) {
+            for j in 0..self.servers.len() {
+                let out = match &mut self.servers[j].member {
+                    Some(m) if j != i => m.link_down(id),
+                    _ => continue,
+                };
+                self.absorb(j, out);
+            }
+        }
     }
 
     fn restart(&mut self, i: usize) {
