@@ -618,12 +618,8 @@ async fn mntr(ctx: &Context) -> String {
         kv(name, value.to_string());
     }
     for (name, h, percentiles) in [
-        ("fsynctime", &ctx.node.metrics().fsync, false),
-        (
-            "sync_processor_batch_size",
-            &ctx.node.metrics().fsync_batch,
-            false,
-        ),
+        ("fsynctime", &node.fsync, false),
+        ("sync_processor_batch_size", &node.fsync_batch, false),
         ("readlatency", &s.read_latency, true),
         ("updatelatency", &s.update_latency, true),
     ] {
