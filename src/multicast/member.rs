@@ -7,7 +7,8 @@
 //!
 //! Per group:
 //! - Failure detection: every member sends a [`PaxosMsg::Heartbeat`] to the others every
-//!   `heartbeat_ms`; a member not heard from for `election_ms` is suspected.
+//!   `heartbeat_ms`; a member not heard from for `election_ms`, or whose link the transport
+//!   reports closed ([`Member::link_down`]), is suspected.
 //! - Election (an Omega failure detector with sticky leaders): while a leader is heard, members
 //!   follow it. When none is, the lowest-id acceptor among those heard, if the acceptors heard
 //!   form a quorum, starts a [`Coordinator`] with a ballot above every ballot it has seen; it

@@ -145,8 +145,6 @@ pub struct NodeMetrics {
     pub fsync: Histogram,
     /// Commands accepted by each synced vote write (ZooKeeper's `sync_processor_batch_size`).
     pub fsync_batch: Histogram,
-    /// Commands executed by the replica.
-    pub commands_executed: AtomicU64,
     /// Decided instances delivered to the replica from this partition's group.
     pub local: Deliveries,
     /// Decided instances delivered to the replica from the global group (`g_all`).
@@ -160,6 +158,11 @@ pub struct NodeMetrics {
 }
 
 impl NodeMetrics {
+    /// Commands delivered to the replica for execution, from both kinds of group.
+    pub fn commands_executed(&self) -> u64 {
+        self.local.commands.load(Ordering::Relaxed) + self.global.commands.load(Ordering::Relaxed)
+    }
+
     /// The S-SMR counters by their `mntr` / Prometheus names (with `_total` added there), so that an
     /// operator can see batching (commands per instance) and signal traffic under their load.
     pub fn counters(&self) -> [(&'static str, &'static str, u64); 9] {

@@ -372,10 +372,10 @@ impl Replica {
         }
         self.positions[gi] = d.instance;
         let metrics = self.node.metrics();
-        if self.layout.partitions > 1 && d.group == self.layout.global_group() {
-            &metrics.global
-        } else {
+        if d.group == self.layout.partition() {
             &metrics.local
+        } else {
+            &metrics.global
         }
         .record(d.commands.len());
         let merged: u64 = self.positions.iter().sum();
@@ -417,10 +417,6 @@ impl Replica {
         self.send_signals(&signals);
         let step = self.exec.run(usize::MAX);
         self.since_checkpoint += d.commands.len() as u64;
-        self.node
-            .metrics()
-            .commands_executed
-            .fetch_add(d.commands.len() as u64, Ordering::Relaxed);
         self.handle(step);
     }
 

@@ -300,7 +300,7 @@ pub async fn render(ctx: &Context) -> String {
     w.counter(
         "commands_executed_total",
         "Commands the replica executed",
-        node.commands_executed.load(Ordering::Relaxed),
+        node.commands_executed(),
     );
     for (name, help, value) in node.counters() {
         w.counter(&format!("{name}_total"), help, value);
