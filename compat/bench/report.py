@@ -387,6 +387,51 @@ def load_scaling(raw_dir):
     return runs
 
 
+def load_alone(raw_dir):
+    """{k: {round: [run, ...] one per partition}} from scaling.sh --alone's files
+    (k<k>__alone<server>__r<round>.json)."""
+    out = {}
+    for path in sorted(glob.glob(os.path.join(raw_dir, "k*__alone*__r*.json"))):
+        parts = os.path.basename(path)[: -len(".json")].split("__")
+        k, rnd = int(parts[0][1:]), int(parts[2][1:])
+        with open(path) as f:
+            out.setdefault(k, {}).setdefault(rnd, []).append(json.load(f))
+    return out
+
+
+def alone_section(raw_dir):
+    """scaling.md's lines on partitions loaded one at a time (empty without --alone runs)."""
+    runs = load_alone(raw_dir)
+    if not runs:
+        return []
+    rows = {}
+    for k, rounds in sorted(runs.items()):
+        # A round counts only with every partition measured.
+        sums = [sum(r["total"]["ops_per_sec"] for r in each) for each in rounds.values() if len(each) == k]
+        costs = [r["server_cpu"]["us_per_op"] for each in rounds.values() for r in each
+                 if (r.get("server_cpu") or {}).get("us_per_op") is not None]
+        alone = [r["total"]["ops_per_sec"] for each in rounds.values() for r in each]
+        rows[k] = (median(sums), costs, alone, len(sums))
+    base = rows[min(rows)][0]
+    lines = ["## Each partition alone, added up", "",
+             "The other way to give each partition a fixed CPU budget: one partition at a time is loaded "
+             "(one partition's sessions, on its server and its keys, local setData only) while the other "
+             "k-1 run idle, and the throughputs are added up. A partition then does not share the "
+             "machine's two CPUs with k-1 busy ones and the load generator, as in the runs above; the "
+             "idle ones still take part in the global group and its skips. CPU-us per setData is the "
+             "loaded server's CPU over its operations.",
+             "",
+             "| partitions | sum of ops/s | vs k = %d | CPU-us per setData at the loaded partition | "
+             "ops/s of one partition alone | complete rounds |" % min(rows),
+             "|---:|---:|---:|---:|---:|---:|"]
+    for k, (total, costs, alone, n) in sorted(rows.items()):
+        lines.append("| %d | %s | %s | %s (%s) | %s | %d |" % (
+            k, fmt(total), ratio(total, base) if total and base else "–", fmt(median(costs)),
+            spread(costs), spread(alone, 0), n))
+    lines.append("")
+    return lines
+
+
 def median(values):
     v = sorted(values)
     if not v:
@@ -570,6 +615,8 @@ def scaling(raw_dir, out_dir, budget, command, notes):
         charts.append(("scaling-throughput.svg", svg))
         lines.append("![Throughput vs partitions](scaling-throughput.svg)")
         lines.append("")
+
+    lines.extend(alone_section(raw_dir))
 
     # ---- details
     lines.append("## Every run")

@@ -30,6 +30,10 @@
 #   --out DIR            results folder (default compat/bench/results): writes DIR/scaling.md,
 #                        DIR/scaling-*.svg and DIR/raw-scaling/*.json
 #   --note TEXT          a line added to the report
+#   --alone              also load each partition alone (its server's sessions only, the others
+#                        idle but running): the issue's "run partitions one at a time and add up",
+#                        free of the contention of k servers and the load generator on this
+#                        machine's CPUs
 #
 # Every process started here is stopped on exit and its cgroups removed; 127.0.0.1 and free ports
 # only. Needs root (cgroup v1 cpu controller at /sys/fs/cgroup/cpu) unless --no-budget.
@@ -39,8 +43,9 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 VOLERY="" PARTS="1,2,4,8" SHARES="0,1,5,10" CPU=0.2 BUDGET=1 SESSIONS=32 PER_PARTITION=1 OUTSTANDING=25 KEYS=1000
 WARMUP=3s DURATION=10s REPEAT=1 MAX_MINUTES=45 OUT="$HERE/results" LOCAL=--local
 NOTES=()
+ALONE=0
 COMMAND="compat/bench/scaling.sh $*"
-usage() { sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --volery) VOLERY="${2:-}"; shift 2 || usage ;;
@@ -60,6 +65,7 @@ while [ $# -gt 0 ]; do
     --max-minutes) MAX_MINUTES="${2:-}"; shift 2 || usage ;;
     --out) OUT="${2:-}"; shift 2 || usage ;;
     --note) NOTES+=(--note "${2:-}"); shift 2 || usage ;;
+    --alone) ALONE=1; shift ;;
     -h|--help) usage ;;
     *) echo "scaling: unknown argument $1" >&2; usage ;;
   esac
@@ -213,9 +219,14 @@ cpu_times() {
 
 # run_bench K G MIX NAME [DIR]: one `volery bench` run against the cluster; writes DIR/NAME.json
 # (DIR: $RAW), the cgroups' throttling counters over the run into DIR/NAME.throttle and the
-# machine's steal and total CPU jiffies over the run into DIR/NAME.steal.
+# machine's steal and total CPU jiffies over the run into DIR/NAME.steal. With ONLY=I set, the
+# sessions ($SESSIONS) go to server I alone and only its CPU is measured.
 run_bench() {
   local k="$1" g="$2" mix="$3" name="$4" dir="${5:-$RAW}" i before=() after=()
+  local servers="$SERVERS" pids="$PIDS"
+  if [ -n "${ONLY:-}" ]; then
+    servers="$(cut -d, -f"$ONLY" <<<"$SERVERS")" pids="$(cut -d, -f"$ONLY" <<<"$PIDS")"
+  fi
   if [ "$(date +%s)" -ge "$DEADLINE" ]; then
     echo "scaling: --max-minutes $MAX_MINUTES reached; $name not run" >&2
     return 1
@@ -225,10 +236,10 @@ run_bench() {
   local cpu_before; cpu_before="$(cpu_times)"
   local limit=$(( $("${PY[@]}" seconds "$WARMUP") + $("${PY[@]}" seconds "$DURATION") + 120 ))
   local sessions="$SESSIONS"
-  [ "$PER_PARTITION" = 1 ] && sessions=$((SESSIONS * k))
-  timeout -k 5 "$limit" sh -c "$IN_CGROUP" "${CG:+$CG/loadgen}" "$VOLERY" bench --servers "$SERVERS" --sessions "$sessions" --outstanding "$OUTSTANDING" \
+  [ "$PER_PARTITION" = 1 ] && [ -z "${ONLY:-}" ] && sessions=$((SESSIONS * k))
+  timeout -k 5 "$limit" sh -c "$IN_CGROUP" "${CG:+$CG/loadgen}" "$VOLERY" bench --servers "$servers" --sessions "$sessions" --outstanding "$OUTSTANDING" \
     --mix "$mix" $LOCAL --size 1000 --keys "$KEYS" --warmup "$WARMUP" --duration "$DURATION" \
-    --server-pids "$PIDS" --label "k$k/g$g" --quiet --json "$dir/$name.json" >"$WORK/$name.out" 2>&1
+    --server-pids "$pids" --label "k$k/g$g" --quiet --json "$dir/$name.json" >"$WORK/$name.out" 2>&1
   local rc=$?
   for i in "${!CGS[@]}"; do after+=("$(throttled "${CGS[$i]}")"); done
   : >"$dir/$name.throttle"
@@ -278,6 +289,11 @@ for k in "${KS[@]}"; do
   done
   # Global operations alone: the cost of a create/delete at each partition.
   run_bench "$k" 100 "$(mix_for 100)" "k${k}__g100__r${round}" || FAILED+=("k=$k 100% (round $round)")
+  if [ "$ALONE" = 1 ]; then
+    for i in $(seq 1 "$k"); do
+      ONLY=$i run_bench "$k" 0 "$(mix_for 0)" "k${k}__alone${i}__r${round}" || FAILED+=("k=$k partition $i alone (round $round)")
+    done
+  fi
   for i in $(seq 1 "$k"); do
     if grep -qiE 'panic|ERROR' "$WORK/k$k-s$i.log"; then
       echo "scaling: k=$k server $i logged errors:" >&2; grep -iE 'panic|ERROR' "$WORK/k$k-s$i.log" | head -n 5 >&2
