@@ -426,7 +426,7 @@ def alone_section(raw_dir):
              "|---:|---:|---:|---:|---:|---:|"]
     for k, (total, costs, alone, n) in sorted(rows.items()):
         lines.append("| %d | %s | %s | %s (%s) | %s | %d |" % (
-            k, fmt(total), ratio(total, base) if total and base else "–", fmt(median(costs)),
+            k, fmt(total), ratio(total, base), fmt(median(costs)),
             spread(costs), spread(alone, 0), n))
     lines.append("")
     return lines

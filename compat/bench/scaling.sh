@@ -219,8 +219,8 @@ cpu_times() {
 
 # run_bench K G MIX NAME [DIR]: one `volery bench` run against the cluster; writes DIR/NAME.json
 # (DIR: $RAW), the cgroups' throttling counters over the run into DIR/NAME.throttle and the
-# machine's steal and total CPU jiffies over the run into DIR/NAME.steal. With ONLY=I set, the
-# sessions ($SESSIONS) go to server I alone and only its CPU is measured.
+# machine's steal and total CPU jiffies over the run into DIR/NAME.steal. With ONLY=I set, one
+# partition's sessions go to server I alone and only its CPU is measured.
 run_bench() {
   local k="$1" g="$2" mix="$3" name="$4" dir="${5:-$RAW}" i before=() after=()
   local servers="$SERVERS" pids="$PIDS"
@@ -235,8 +235,14 @@ run_bench() {
   for i in "${!CGS[@]}"; do before+=("$(throttled "${CGS[$i]}")"); done
   local cpu_before; cpu_before="$(cpu_times)"
   local limit=$(( $("${PY[@]}" seconds "$WARMUP") + $("${PY[@]}" seconds "$DURATION") + 120 ))
+  # Every partition sees the same sessions in a run of all and alone: SESSIONS per partition, or
+  # SESSIONS/k of --total-sessions.
   local sessions="$SESSIONS"
-  [ "$PER_PARTITION" = 1 ] && [ -z "${ONLY:-}" ] && sessions=$((SESSIONS * k))
+  if [ -z "${ONLY:-}" ]; then
+    [ "$PER_PARTITION" = 1 ] && sessions=$((SESSIONS * k))
+  elif [ "$PER_PARTITION" = 0 ]; then
+    sessions=$(( SESSIONS / k > 0 ? SESSIONS / k : 1 ))
+  fi
   timeout -k 5 "$limit" sh -c "$IN_CGROUP" "${CG:+$CG/loadgen}" "$VOLERY" bench --servers "$servers" --sessions "$sessions" --outstanding "$OUTSTANDING" \
     --mix "$mix" $LOCAL --size 1000 --keys "$KEYS" --warmup "$WARMUP" --duration "$DURATION" \
     --server-pids "$pids" --label "k$k/g$g" --quiet --json "$dir/$name.json" >"$WORK/$name.out" 2>&1
