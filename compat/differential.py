@@ -39,11 +39,14 @@ closed it (seen in about three runs of four with seed 453464689: every watch of
 the closed session stays listed by `wchp`). Its checkWatches answers "yes" when
 *any* session watches the path, so such a leaked watch makes it answer True
 where a server that dropped the closed session's watches answers NoWatcher. A
-checkWatches that differs only that way is checked against the reference's
-`wchp`: when every watcher it lists on the path is a session this run closed,
-the reply is counted as a reference leak, not a divergence. The reference is
-started with `wchp` whitelisted for this; an external --reference without it
-gets no such allowance.
+ZooKeeper side's checkWatches that says True where the other side says
+NoWatcher is counted as a reference leak, not a divergence, when every session
+that ever asked for a watch of that type on that exact path (getData or exists
+for data, getChildren for children, addWatch for both; asked, whatever the
+reply) is one this run closed: then no live session can hold the watch. `wchp`
+cannot decide it: it lists data watches only (seed 838288724 against a 2x3
+Volery: a closed session's leaked child watch beside a live session's data
+watch). A target that is not a ZooKeeper started here gets no such allowance.
 
 Usage: differential.py [--seed N] [--ops N] [--target HOST[:PORT][,...]] [--partitioned]
 With no --target a second real ZooKeeper is started, which validates the harness
@@ -207,24 +210,14 @@ def pick_acl(rng):
 class Side:
     """One server under comparison with its sessions and normalisation state."""
 
-    def __init__(self, name, address):
+    def __init__(self, name, address, leaks_closed_watches):
         self.name = name
         self.address = address
+        self.leaks_closed_watches = leaks_closed_watches  # ZooKeeper 3.8 (module doc)
         self.sessions = {}  # session index -> KazooClient
         self.session_index = {}  # session id -> session index
         self.zxid_labels = {}  # zxid value -> label
         self.events = {}  # session index -> list of (type, path)
-        self.closed_ids = set()  # session ids this run closed
-
-    def leaked_watch(self, path):
-        """True when the server lists watchers on `path` and all of them are
-        sessions this run closed (see the module doc); False when it does not,
-        or cannot tell."""
-        text = zkutil.four_letter(*zkutil.split_hostport(self.address), "wchp")
-        if text is None:
-            return False
-        watchers = zkutil.watchers_by_path(text).get(path, set())
-        return bool(watchers) and watchers <= self.closed_ids
 
     def open_session(self, index):
         client = KazooClient(hosts=self.address, timeout=30.0, connection_retry={"max_tries": 3})
@@ -246,7 +239,6 @@ class Side:
 
     def close_session(self, index):
         client = self.sessions.pop(index)
-        self.closed_ids.add(client.client_id[0])
         client.stop()
         client.close()
 
@@ -637,6 +629,7 @@ class Runner:
         self.base = "/differential-%s" % uuid.uuid4().hex[:10]
         self.model = Model(self.base)
         self.gen = Generator(self.rng, self.model, partitioned)
+        self.watchers = {}  # (path, "data" | "child") -> session indices that asked for such a watch
         self.divergences = 0
         self.reference_leaks = 0  # checkWatches replies not compared (module doc)
         self.compared = 0
@@ -675,13 +668,28 @@ class Runner:
         self.compare(desc, norm[0], norm[1], excuse)
         return raw[0]
 
-    def leaked_watch_excuse(self, path):
-        """For checkWatches: one side answers True only because of watches
-        its server leaked from closed sessions."""
+    def note_watch(self, s, req):
+        """Record that session s asked for a watch (module doc: leaked watches)."""
+        kinds = ()
+        if isinstance(req, (GetData, Exists)) and req.watcher is not None:
+            kinds = ("data",)
+        elif isinstance(req, (GetChildren, GetChildren2)) and req.watcher is not None:
+            kinds = ("child",)
+        elif isinstance(req, AddWatch):
+            kinds = ("data", "child")
+        for kind in kinds:
+            self.watchers.setdefault((req.path, kind), set()).add(s)
+
+    def leaked_watch_excuse(self, req):
+        """For checkWatches: a ZooKeeper side answers True where the other
+        answers NoWatcher, and only closed sessions ever asked for such a watch."""
+        kinds = {1: ("child",), 2: ("data",), 3: ("data", "child")}[req.wtype]
+        askers = set().union(*(self.watchers.get((req.path, k), set()) for k in kinds))
+        only_closed = bool(askers) and not askers & set(self.model.sessions)
 
         def excuse(ref_reply, tgt_reply):
-            return any(
-                yes is True and no == {"error": "NoWatcherError"} and side.leaked_watch(path)
+            return only_closed and any(
+                side.leaks_closed_watches and yes is True and no == {"error": "NoWatcherError"}
                 for yes, no, side in ((ref_reply, tgt_reply, self.ref), (tgt_reply, ref_reply, self.tgt))
             )
 
@@ -719,7 +727,8 @@ class Runner:
         if kind == "call":
             excuse = None
             if isinstance(payload, WatchesRequest) and payload.type == 17:
-                excuse = self.leaked_watch_excuse(payload.path)
+                excuse = self.leaked_watch_excuse(payload)
+            self.note_watch(s, payload)
             reply = self.both(lambda side: side.call(s, payload), desc, excuse)
             self.learn(s, payload, reply)
             self.tally(payload, reply)
@@ -841,8 +850,6 @@ class Runner:
         print("  final tree: %d znodes compared" % seen)
 
 
-# The reference lists its watches for the leaked-watch check (module doc).
-WCHP = {"4lw.commands.whitelist": "wchp"}
 
 
 def main(argv=None):
@@ -866,17 +873,18 @@ def main(argv=None):
         if args.reference:
             ref_addr = args.reference
         else:
-            zk = zkutil.ZooKeeperServer(name="reference", extra_conf=WCHP).start()
+            zk = zkutil.ZooKeeperServer(name="reference").start()
             started.append(zk)
             ref_addr = zk.address
         if args.target:
             tgt_addr = args.target
         else:
-            zk2 = zkutil.ZooKeeperServer(name="target", extra_conf=WCHP).start()
+            zk2 = zkutil.ZooKeeperServer(name="target").start()
             started.append(zk2)
             tgt_addr = zk2.address
         print("differential: reference=%s (Apache ZooKeeper) target=%s" % (ref_addr, tgt_addr), flush=True)
-        ref, tgt = Side("reference", ref_addr), Side("target", tgt_addr)
+        ref = Side("reference", ref_addr, leaks_closed_watches=True)
+        tgt = Side("target", tgt_addr, leaks_closed_watches=not args.target)
         runner = Runner(ref, tgt, seed, args.ops, args.max_report, args.partitioned)
         t0 = time.monotonic()
         try:

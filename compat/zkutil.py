@@ -97,18 +97,6 @@ def four_letter(host, port, command, timeout=5.0):
     return text
 
 
-def watchers_by_path(text):
-    """Parse a `wchp` answer into {path: {session id}}."""
-    table, path = {}, None
-    for line in text.splitlines():
-        if line.startswith("\t") and path is not None:
-            table[path].add(int(line.strip(), 16))
-        elif line.strip():
-            path = line.strip()
-            table.setdefault(path, set())
-    return table
-
-
 def _recv_exact(s, n):
     buf = b""
     while len(buf) < n:
