@@ -2,7 +2,7 @@
 //! `tests/fixtures/README.md`) must decode, and re-encode to the very same bytes.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::PathBuf;
 
 use bytes::BytesMut;
 use volery_protocol::*;
@@ -13,10 +13,16 @@ struct Frame {
     body: Vec<u8>,
 }
 
+/// `tests/fixtures` of this crate: from the directory cargo runs the test in, so a test binary
+/// built in another checkout (a shared build cache) still finds this checkout's fixtures.
+fn fixtures_dir() -> PathBuf {
+    let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    crate_dir.join("tests/fixtures")
+}
+
 fn load(name: &str) -> Vec<Frame> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name);
+    let path = fixtures_dir().join(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
     text.lines()
         .filter(|l| !l.trim().is_empty())
@@ -101,7 +107,7 @@ fn replay(name: &str) -> Session {
 }
 
 fn fixtures() -> Vec<String> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let dir = fixtures_dir();
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
