@@ -214,6 +214,56 @@ async fn watches_and_ephemerals_cross_partitions() {
     .await;
 }
 
+/// A session's pipelined requests keep their order when they alternate between the global group
+/// and the server's own partition, where a request may go before the global ones ahead of it are
+/// answered: each one sees the effects of those before it, replies keep xid order, and the event
+/// of a watch set by a reply still held behind a global one's comes after that reply (a client
+/// drops an event for a watch it does not know yet).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_keep_order_between_groups() {
+    let Some(cluster) = partitioned(2, 2).await else {
+        return;
+    };
+    bounded(async {
+        let a = client(&cluster.addr(0)).await;
+        create_persistent(&a, "/p", b"").await;
+        let own = paths_of("/p", 0, 2, 40);
+        let other = paths_of("/p", 1, 2, 1).remove(0);
+        create_persistent(&a, &other, b"").await;
+        let persistent = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+        for path in &own {
+            let created = a.create(path, b"v0", &persistent);
+            let watched = a.get_and_watch_data(path);
+            let set = a.set_data(path, b"v1", Some(0));
+            let elsewhere = a.set_data(&other, b"x", None);
+            let deleted = a.delete(path, Some(1));
+            let gone = a.check_stat(path);
+            let (created, watched, set, elsewhere, deleted, gone) =
+                tokio::join!(created, watched, set, elsewhere, deleted, gone);
+            created.unwrap_or_else(|e| panic!("create {path}: {e}"));
+            let (data, stat, watcher) = watched.unwrap_or_else(|e| panic!("get {path}: {e}"));
+            assert_eq!(
+                (data.as_slice(), stat.version),
+                (b"v0".as_slice(), 0),
+                "{path}"
+            );
+            assert_eq!(set.unwrap().version, 1, "{path}");
+            elsewhere.unwrap();
+            deleted.unwrap_or_else(|e| panic!("delete {path}: {e}"));
+            assert!(gone.unwrap().is_none(), "{path} still there");
+            let ev = within(
+                10,
+                "NodeDataChanged of the watch set in the pipeline",
+                watcher.changed(),
+            )
+            .await;
+            assert_eq!(ev.event_type, zk::EventType::NodeDataChanged, "{path}");
+            assert_eq!(ev.path, *path);
+        }
+    })
+    .await;
+}
+
 /// A server holding votes of the global group refuses to start with another acceptor set for it,
 /// and says why: a quorum of the new set might miss every vote of an old one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

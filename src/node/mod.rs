@@ -60,7 +60,11 @@ pub enum Outbound {
         err: i32,
         response: Option<Response>,
     },
+    /// An event from this server's replica: it comes in that replica's execution order with the
+    /// replies the replica executes for the connection.
     Notification(WatcherEvent),
+    /// An event from another partition's replica.
+    RemoteNotification(WatcherEvent),
     /// A reply executed on another server: `body` is the encoded response (empty for none).
     Encoded {
         xid: i32,
@@ -81,6 +85,49 @@ pub enum Outbound {
 pub struct Route {
     pub conn: u64,
     pub tx: mpsc::UnboundedSender<Outbound>,
+    pub undelivered: Arc<Undelivered>,
+}
+
+/// The multi-partition commands a connection submitted that this server's replica has not yet
+/// delivered. A command the connection then submits to this server's partition group is ordered
+/// after every delivered one there: the merge delivers a global instance only once the partition
+/// group's next instance is decided with a later timestamp ([`crate::multicast::Learner`]), so
+/// the new command lands in a later instance than that one.
+#[derive(Debug, Default)]
+pub struct Undelivered {
+    xids: Mutex<Vec<i32>>,
+    delivered: tokio::sync::Notify,
+}
+
+impl Undelivered {
+    /// Notes command `xid` as submitted and not yet delivered.
+    pub fn add(&self, xid: i32) {
+        self.xids.lock().expect("undelivered poisoned").push(xid);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.xids.lock().expect("undelivered poisoned").is_empty()
+    }
+
+    /// Forgets them all (they were answered).
+    pub fn clear(&self) {
+        self.xids.lock().expect("undelivered poisoned").clear();
+    }
+
+    /// Resolves after a delivery made the set empty (or spuriously: check again).
+    pub async fn emptied(&self) {
+        self.delivered.notified().await;
+    }
+
+    fn delivered(&self, xid: i32) {
+        let mut xids = self.xids.lock().expect("undelivered poisoned");
+        if let Some(i) = xids.iter().position(|&x| x == xid) {
+            xids.remove(i);
+            if xids.is_empty() {
+                self.delivered.notify_one();
+            }
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -202,6 +249,19 @@ impl Node {
         layout.group_for(&dest_of(cmd, layout.partitions))
     }
 
+    /// True when `cmd` goes to this server's own partition group.
+    pub fn goes_to_own_partition(&self, cmd: &Command) -> bool {
+        self.group_of(cmd) == self.inner.layout.partition()
+    }
+
+    /// True when `cmd` is a multi-partition command whose destination includes this server's
+    /// partition.
+    pub fn global_including_own_partition(&self, cmd: &Command) -> bool {
+        let layout = &self.inner.layout;
+        let dest = dest_of(cmd, layout.partitions);
+        dest.len() > 1 && dest.contains(&layout.partition())
+    }
+
     /// True when the tree is split over several partitions.
     pub fn partitioned(&self) -> bool {
         self.inner.layout.partitions > 1
@@ -256,9 +316,16 @@ impl Node {
     }
 
     /// Hands a notification to the session's connection on this server, if it has one.
-    fn notify(&self, session: SessionId, event: WatcherEvent) {
+    fn notify(&self, session: SessionId, msg: Outbound) {
         if let Some(route) = self.route(session) {
-            let _ = route.tx.send(Outbound::Notification(event));
+            let _ = route.tx.send(msg);
+        }
+    }
+
+    /// This server's replica delivered multi-partition command `xid` of connection `conn`.
+    fn delivered_here(&self, session: SessionId, conn: u64, xid: i32) {
+        if let Some(route) = self.route(session).filter(|r| r.conn == conn) {
+            route.undelivered.delivered(xid);
         }
     }
 
@@ -433,7 +500,9 @@ async fn front_end(node: Node, mut inbox: mpsc::UnboundedReceiver<FrontInput>) {
                     *mark = entry.seq;
                     for item in entry.items {
                         match item {
-                            OutcomeItem::Notify { session, event } => node.notify(session, event),
+                            OutcomeItem::Notify { session, event } => {
+                                node.notify(session, Outbound::RemoteNotification(event))
+                            }
                             OutcomeItem::Reply {
                                 conn,
                                 session,

@@ -389,6 +389,12 @@ impl Replica {
                     continue;
                 }
             };
+            if d.group == self.layout.global_group()
+                && origin.server == self.layout.me
+                && origin.conn != 0
+            {
+                self.node.delivered_here(cmd.session, origin.conn, cmd.xid);
+            }
             let id = CmdId::new(d.group, d.instance, i as u32);
             let queued = Queued {
                 id,
@@ -583,7 +589,7 @@ impl Replica {
                     });
                 }
             }
-            self.node.notify(session, event);
+            self.node.notify(session, Outbound::Notification(event));
         }
         let close = q.close && ok;
         if client {

@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, Notify, Semaphore};
 use super::four_letter::{self, Prefix};
 use super::stats::ConnStats;
 use super::{Context, Slot};
-use crate::node::{Node, NodeError, Outbound, Route};
+use crate::node::{Node, NodeError, Outbound, Route, Undelivered};
 use crate::zk::{Command, Op, SessionId};
 
 /// The xid of the createSession/reconnect command a handshake orders; never a client's xid.
@@ -128,7 +128,7 @@ fn put_outbound(out: &mut BytesMut, msg: &Outbound) {
             .encode(b);
             b.extend_from_slice(body);
         }),
-        Outbound::Notification(event) => {
+        Outbound::Notification(event) | Outbound::RemoteNotification(event) => {
             put_frame(out, |b| protocol::encode_notification(event, b))
         }
         Outbound::Close | Outbound::Reconnect => {}
@@ -140,6 +140,9 @@ struct Pending {
     xid: i32,
     op: i32,
     received: Instant,
+    /// Submitted to this server's partition while multi-partition requests were still in flight
+    /// ([`ReadSide::wait_for_group`]): its reply may come before theirs.
+    after_globals: bool,
 }
 
 /// Serves one client until it closes, its session ends, or it sends something malformed. A
@@ -234,11 +237,13 @@ async fn serve_conn(
         };
         (connect.session_id, connect.passwd.clone(), op)
     };
+    let undelivered = Arc::new(Undelivered::default());
     if let Some(old) = node.attach(
         session,
         Route {
             conn: slot.id,
             tx: tx.clone(),
+            undelivered: undelivered.clone(),
         },
     ) {
         if old.conn != slot.id {
@@ -259,7 +264,9 @@ async fn serve_conn(
     let mut early = Vec::new();
     let err = loop {
         match rx.recv().await {
-            Some(n @ Outbound::Notification(_)) => early.push(n),
+            Some(n @ (Outbound::Notification(_) | Outbound::RemoteNotification(_))) => {
+                early.push(n)
+            }
             Some(r @ (Outbound::Reply { .. } | Outbound::Encoded { .. })) => {
                 if let Some((CONNECT_XID, _, err)) = reply_of(&r) {
                     break err;
@@ -330,6 +337,9 @@ async fn serve_conn(
         pending: pending_tx,
         drained,
         last_group: std::sync::atomic::AtomicU64::new(NO_GROUP),
+        undelivered,
+        reach_own_partition: AtomicBool::new(true),
+        after_globals: AtomicBool::new(false),
         permits: &permits,
         max_outstanding,
         ctx,
@@ -434,6 +444,13 @@ struct ReadSide<'a> {
     drained: Arc<Notify>,
     /// The group of the requests in flight ([`NO_GROUP`] before the first).
     last_group: std::sync::atomic::AtomicU64,
+    /// The multi-partition requests in flight that this server's replica has not delivered yet.
+    undelivered: Arc<Undelivered>,
+    /// Every multi-partition request in flight includes this server's partition.
+    reach_own_partition: AtomicBool,
+    /// The requests in flight to this server's partition went before the multi-partition ones
+    /// ahead of them were answered.
+    after_globals: AtomicBool,
     permits: &'a Arc<Semaphore>,
     max_outstanding: u32,
     ctx: &'a Context,
@@ -448,22 +465,49 @@ impl ReadSide<'_> {
         received: Instant,
         op: i32,
     ) -> Result<(), ConnError> {
-        self.wait_for_group(&cmd).await;
-        self.expect_reply(cmd.xid, op, received);
+        let after_globals = self.wait_for_group(&cmd).await;
+        self.expect_reply(cmd.xid, op, received, after_globals);
         self.submit(cmd).await
     }
 
-    /// Waits until the requests in flight are answered when `cmd` goes to another group than
-    /// they did: groups order independently, so overlapping them could reorder the session's
-    /// requests.
-    async fn wait_for_group(&self, cmd: &Command) {
+    /// Keeps the session's requests in order across groups, which order independently: when
+    /// `cmd` goes to another group than the requests in flight, it waits until they are answered.
+    /// One case waits less: from multi-partition requests that all include this server's
+    /// partition to that partition's group, it waits until this server's replica has delivered
+    /// them, which orders `cmd` after them in the partition ([`Undelivered`]); every other
+    /// partition executes them before the partition does (execution atomicity), so no other
+    /// session can see `cmd`'s effect without theirs. True when `cmd` went that way, or follows
+    /// one that did in the same group.
+    async fn wait_for_group(&self, cmd: &Command) -> bool {
         if !self.node.partitioned() {
-            return;
+            return false;
         }
-        let group = self.node.group_of(cmd);
-        if self.last_group.load(Ordering::Relaxed) == u64::from(group) {
-            return;
+        let group = u64::from(self.node.group_of(cmd));
+        let last = self.last_group.load(Ordering::Relaxed);
+        let global = u64::from(self.node.layout().global_group());
+        if last != group {
+            let early = last == global
+                && self.reach_own_partition.load(Ordering::Relaxed)
+                && self.node.goes_to_own_partition(cmd);
+            if early {
+                self.wait_delivered().await;
+            } else {
+                self.wait_answered().await;
+            }
+            self.after_globals.store(early, Ordering::Relaxed);
+            self.last_group.store(group, Ordering::Relaxed);
         }
+        if group == global {
+            if !self.node.global_including_own_partition(cmd) {
+                self.reach_own_partition.store(false, Ordering::Relaxed);
+            }
+            self.undelivered.add(cmd.xid);
+        }
+        self.after_globals.load(Ordering::Relaxed)
+    }
+
+    /// Waits until every request in flight is answered.
+    async fn wait_answered(&self) {
         loop {
             let drained = self.drained.notified();
             if self.me.outstanding.load(Ordering::Acquire) == 0 {
@@ -471,7 +515,23 @@ impl ReadSide<'_> {
             }
             drained.await;
         }
-        self.last_group.store(u64::from(group), Ordering::Relaxed);
+        self.undelivered.clear();
+        self.reach_own_partition.store(true, Ordering::Relaxed);
+    }
+
+    /// Waits until this server's replica has delivered every multi-partition request in flight
+    /// (or all are answered).
+    async fn wait_delivered(&self) {
+        loop {
+            let drained = self.drained.notified();
+            if self.undelivered.is_empty() || self.me.outstanding.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            tokio::select! {
+                _ = drained => {}
+                _ = self.undelivered.emptied() => {}
+            }
+        }
     }
 
     /// Submits a request of this session.
@@ -481,10 +541,15 @@ impl ReadSide<'_> {
     }
 
     /// Notes that request `xid` of `op` awaits a reply in order.
-    fn expect_reply(&self, xid: i32, op: i32, received: Instant) {
+    fn expect_reply(&self, xid: i32, op: i32, received: Instant, after_globals: bool) {
         self.me.outstanding.fetch_add(1, Ordering::Relaxed);
         self.ctx.stats.outstanding.fetch_add(1, Ordering::Relaxed);
-        let _ = self.pending.send(Pending { xid, op, received });
+        let _ = self.pending.send(Pending {
+            xid,
+            op,
+            received,
+            after_globals,
+        });
     }
 }
 
@@ -515,7 +580,7 @@ async fn read_loop(reader: &mut FrameReader, conn: &ReadSide<'_>) -> Result<Ende
                 } else {
                     ErrorCode::MarshallingError
                 };
-                conn.expect_reply(header.xid, header.op, received);
+                conn.expect_reply(header.xid, header.op, received, false);
                 answer_in_order(tx, permits, max_outstanding, header.xid, err).await;
                 if unknown {
                     let _ = tx.send(Outbound::Close);
@@ -646,7 +711,7 @@ fn write_one(
                 permits.add_permits(1);
             }
         }
-        Outbound::Notification(_) => {}
+        Outbound::Notification(_) | Outbound::RemoteNotification(_) => {}
         Outbound::Reconnect => {
             if acct.me.outstanding.load(Ordering::Relaxed) > 0 {
                 tracing::info!("requests in flight may have been lost; closing the connection");
@@ -702,6 +767,70 @@ impl Accounting {
     }
 }
 
+/// What the writer holds back. Replies leave in request order: requests to different groups, or
+/// multi-partition requests, finish in any order. An event from this server's replica that comes
+/// after the reply to a request sent ahead of multi-partition ones ([`Pending::after_globals`])
+/// while that reply is held leaves after it: the replica sends replies and events in its execution
+/// order, and the event may fire a watch that reply sets, which a client drops if the event comes
+/// first. Events from other partitions are not held (as when nothing is).
+#[derive(Default)]
+struct Held {
+    /// Early replies to other requests, by xid.
+    early: HashMap<i32, VecDeque<Outbound>>,
+    /// Early replies to `after_globals` requests and this replica's events behind them, in the
+    /// order they came.
+    behind: VecDeque<Outbound>,
+}
+
+impl Held {
+    /// `msg` if it may be written now; otherwise it is held. `queue`: the requests awaiting a
+    /// reply, oldest first.
+    fn admit(&mut self, msg: Outbound, queue: &VecDeque<Pending>) -> Option<Outbound> {
+        match &msg {
+            Outbound::Notification(_) if !self.behind.is_empty() => {
+                self.behind.push_back(msg);
+                None
+            }
+            _ => match reply_of(&msg) {
+                Some((xid, _, _))
+                    if xid != xid::PING && queue.front().is_some_and(|p| p.xid != xid) =>
+                {
+                    match queue.iter().find(|p| p.xid == xid) {
+                        Some(p) if p.after_globals => self.behind.push_back(msg),
+                        Some(_) => self.early.entry(xid).or_default().push_back(msg),
+                        None => return Some(msg),
+                    }
+                    None
+                }
+                _ => Some(msg),
+            },
+        }
+    }
+
+    /// A held message that may be written now, after those written so far.
+    fn next_ready(&mut self, queue: &VecDeque<Pending>) -> Option<Outbound> {
+        let head = queue.front().map(|p| p.xid);
+        if let Some(x) = head {
+            if let Some(q) = self.early.get_mut(&x) {
+                let msg = q.pop_front();
+                if q.is_empty() {
+                    self.early.remove(&x);
+                }
+                return msg;
+            }
+        }
+        let writable = match self.behind.front()? {
+            Outbound::Notification(_) => true,
+            msg => reply_of(msg).is_some_and(|(xid, _, _)| Some(xid) == head),
+        };
+        if writable {
+            self.behind.pop_front()
+        } else {
+            None
+        }
+    }
+}
+
 async fn write_loop(
     mut wr: OwnedWriteHalf,
     mut rx: mpsc::UnboundedReceiver<Outbound>,
@@ -710,34 +839,17 @@ async fn write_loop(
 ) -> Result<(), ConnError> {
     let mut out = BytesMut::with_capacity(WRITE_BATCH);
     let mut queue = VecDeque::new();
-    // Replies that came back before an earlier request's (requests to different partitions
-    // finish in any order); each leaves once every earlier one has.
-    let mut early: HashMap<i32, VecDeque<Outbound>> = HashMap::new();
+    let mut held = Held::default();
     while let Some(msg) = rx.recv().await {
         let mut close = false;
         let mut next = Some(msg);
         let mut frames = 0;
         while let Some(msg) = next.take() {
-            if let Some((xid, _, _)) = reply_of(&msg) {
-                acct.take_pending(&mut queue);
-                let head = queue.front().map(|p: &Pending| p.xid);
-                if xid != xid::PING && head != Some(xid) && queue.iter().any(|p| p.xid == xid) {
-                    early.entry(xid).or_default().push_back(msg);
-                    next = rx.try_recv().ok();
-                    continue;
-                }
-            }
-            let mut ready = vec![msg];
-            while let Some(msg) = ready.pop() {
+            acct.take_pending(&mut queue);
+            let mut ready = held.admit(msg, &queue);
+            while let Some(msg) = ready.take() {
                 close |= write_one(&mut out, &msg, &mut acct, &mut queue, &permits, &mut frames);
-                let head = queue.front().map(|p| p.xid);
-                if let Some(m) = head
-                    .and_then(|x| early.get_mut(&x))
-                    .and_then(|q| q.pop_front())
-                {
-                    ready.push(m);
-                }
-                early.retain(|_, q| !q.is_empty());
+                ready = held.next_ready(&queue);
             }
             if close || out.len() >= WRITE_BATCH {
                 break;
@@ -753,4 +865,120 @@ async fn write_loop(
     }
     let _ = wr.shutdown().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::WatcherEvent;
+
+    fn pending(xid: i32, after_globals: bool) -> Pending {
+        Pending {
+            xid,
+            op: 0,
+            received: Instant::now(),
+            after_globals,
+        }
+    }
+
+    fn reply(xid: i32) -> Outbound {
+        Outbound::Reply {
+            xid,
+            zxid: 0,
+            err: 0,
+            response: None,
+        }
+    }
+
+    fn event(path: &str) -> WatcherEvent {
+        WatcherEvent {
+            event_type: 3,
+            state: 3,
+            path: path.into(),
+        }
+    }
+
+    /// What the writer sends of `arrivals`, for requests `queue`: each written reply leaves the
+    /// queue as `Accounting::replied` takes it.
+    fn written(mut queue: VecDeque<Pending>, arrivals: Vec<Outbound>) -> Vec<String> {
+        let mut held = Held::default();
+        let mut out = Vec::new();
+        for msg in arrivals {
+            let mut ready = held.admit(msg, &queue);
+            while let Some(msg) = ready.take() {
+                out.push(match &msg {
+                    Outbound::Notification(e) => format!("event {}", e.path),
+                    Outbound::RemoteNotification(e) => format!("remote {}", e.path),
+                    m => {
+                        let (xid, _, _) = reply_of(m).expect("a reply");
+                        if queue.front().is_some_and(|p| p.xid == xid) {
+                            queue.pop_front();
+                        }
+                        format!("reply {xid}")
+                    }
+                });
+                ready = held.next_ready(&queue);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn replies_leave_in_request_order() {
+        let queue = VecDeque::from([pending(1, false), pending(2, false), pending(3, false)]);
+        let out = written(queue, vec![reply(3), reply(2), reply(1)]);
+        assert_eq!(out, ["reply 1", "reply 2", "reply 3"]);
+    }
+
+    /// Requests 3 and 4 went to this server's partition before the multi-partition 1 and 2 were
+    /// answered: this replica's event after reply 3 (it may fire the watch reply 3 sets) waits for
+    /// it; one before reply 4 goes before reply 4; other partitions' events are not held.
+    #[test]
+    fn this_replicas_events_stay_behind_a_held_reply_that_came_before_them() {
+        let queue = VecDeque::from([
+            pending(1, false),
+            pending(2, false),
+            pending(3, true),
+            pending(4, true),
+        ]);
+        let arrivals = vec![
+            reply(2),
+            Outbound::Notification(event("/before")),
+            reply(3),
+            Outbound::Notification(event("/watched-by-3")),
+            Outbound::RemoteNotification(event("/remote")),
+            reply(4),
+            Outbound::Notification(event("/after-4")),
+            reply(1),
+            Outbound::Notification(event("/late")),
+        ];
+        let out = written(queue, arrivals);
+        assert_eq!(
+            out,
+            [
+                "event /before",
+                "remote /remote",
+                "reply 1",
+                "reply 2",
+                "reply 3",
+                "event /watched-by-3",
+                "reply 4",
+                "event /after-4",
+                "event /late",
+            ]
+        );
+    }
+
+    #[test]
+    fn nothing_is_held_when_replies_come_in_order() {
+        let queue = VecDeque::from([pending(1, false), pending(2, true)]);
+        let arrivals = vec![
+            reply(1),
+            Outbound::Notification(event("/a")),
+            reply(2),
+            Outbound::Notification(event("/b")),
+        ];
+        let out = written(queue, arrivals);
+        assert_eq!(out, ["reply 1", "event /a", "reply 2", "event /b"]);
+    }
 }
