@@ -519,12 +519,17 @@ impl ReadSide<'_> {
         self.reach_own_partition.store(true, Ordering::Relaxed);
     }
 
-    /// Waits until this server's replica has delivered every multi-partition request in flight
-    /// (or all are answered).
+    /// Waits until this server's replica has delivered every multi-partition request in flight,
+    /// or all are answered (one it never delivers, as when a checkpoint covered it, is forgotten
+    /// then).
     async fn wait_delivered(&self) {
         loop {
             let drained = self.drained.notified();
-            if self.undelivered.is_empty() || self.me.outstanding.load(Ordering::Acquire) == 0 {
+            if self.me.outstanding.load(Ordering::Acquire) == 0 {
+                self.undelivered.clear();
+                break;
+            }
+            if self.undelivered.is_empty() {
                 break;
             }
             tokio::select! {
