@@ -850,8 +850,6 @@ class Runner:
         print("  final tree: %d znodes compared" % seen)
 
 
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seed", type=int, default=None)

@@ -88,6 +88,14 @@ pub struct Route {
     pub undelivered: Arc<Undelivered>,
 }
 
+/// The group a command is ordered in, and whether its destination includes this server's
+/// partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Destination {
+    pub group: GroupId,
+    pub includes_own_partition: bool,
+}
+
 /// The multi-partition commands a connection submitted that this server's replica has not yet
 /// delivered. A command the connection then submits to this server's partition group is ordered
 /// after every delivered one there: the merge delivers a global instance only once the partition
@@ -242,24 +250,15 @@ impl Node {
         Err(NodeError::Unreachable(group))
     }
 
-    /// The group a command of a session is ordered in: a session's requests to different groups
-    /// must not overlap, or they could take effect out of order.
-    pub fn group_of(&self, cmd: &Command) -> GroupId {
-        let layout = &self.inner.layout;
-        layout.group_for(&dest_of(cmd, layout.partitions))
-    }
-
-    /// True when `cmd` goes to this server's own partition group.
-    pub fn goes_to_own_partition(&self, cmd: &Command) -> bool {
-        self.group_of(cmd) == self.inner.layout.partition()
-    }
-
-    /// True when `cmd` is a multi-partition command whose destination includes this server's
-    /// partition.
-    pub fn global_including_own_partition(&self, cmd: &Command) -> bool {
+    /// Where a command of a session goes: a session's requests to different groups must not
+    /// overlap, or they could take effect out of order.
+    pub fn destination(&self, cmd: &Command) -> Destination {
         let layout = &self.inner.layout;
         let dest = dest_of(cmd, layout.partitions);
-        dest.len() > 1 && dest.contains(&layout.partition())
+        Destination {
+            group: layout.group_for(&dest),
+            includes_own_partition: dest.contains(&layout.partition()),
+        }
     }
 
     /// True when the tree is split over several partitions.

@@ -389,7 +389,8 @@ impl Replica {
                     continue;
                 }
             };
-            if d.group == self.layout.global_group()
+            if self.layout.partitions > 1
+                && d.group == self.layout.global_group()
                 && origin.server == self.layout.me
                 && origin.conn != 0
             {

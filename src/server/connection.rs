@@ -482,13 +482,15 @@ impl ReadSide<'_> {
         if !self.node.partitioned() {
             return false;
         }
-        let group = u64::from(self.node.group_of(cmd));
+        let dest = self.node.destination(cmd);
+        let group = u64::from(dest.group);
         let last = self.last_group.load(Ordering::Relaxed);
-        let global = u64::from(self.node.layout().global_group());
+        let layout = self.node.layout();
+        let global = u64::from(layout.global_group());
         if last != group {
             let early = last == global
                 && self.reach_own_partition.load(Ordering::Relaxed)
-                && self.node.goes_to_own_partition(cmd);
+                && dest.group == layout.partition();
             if early {
                 self.wait_delivered().await;
             } else {
@@ -498,7 +500,7 @@ impl ReadSide<'_> {
             self.last_group.store(group, Ordering::Relaxed);
         }
         if group == global {
-            if !self.node.global_including_own_partition(cmd) {
+            if !dest.includes_own_partition {
                 self.reach_own_partition.store(false, Ordering::Relaxed);
             }
             self.undelivered.add(cmd.xid);
