@@ -12,6 +12,10 @@ use crate::multicast::GroupId;
 /// Signals of executed multi-partition commands kept for re-sending ([`Executor::sent_signals_from`]).
 pub const RESEND_MEMORY: usize = 16_384;
 
+/// A multi-partition command delivered behind more queued commands than this is not prefetched
+/// (its signal leaves at the head): bounds the scan of the queue's writes that prefetching needs.
+pub const PREFETCH_SCAN_LIMIT: usize = 4096;
+
 /// The largest clock a signal may carry; larger ones are dropped as garbage, which leaves 2^62
 /// writes of headroom before a clock could overflow.
 pub const MAX_CLOCK: i64 = i64::MAX / 2;
@@ -108,7 +112,8 @@ struct Pending<S: Service> {
     cmd: S::Command,
     /// Sorted, deduplicated, holds this partition.
     dest: Vec<PartitionId>,
-    writes: Vec<S::Key>,
+    /// The keys it writes, asked of the service only when a prefetch scans the queue.
+    writes: Option<Vec<S::Key>>,
     is_write: bool,
     /// Set once the signal left (at delivery when prefetched, else at the head).
     sent: Option<Sent>,
@@ -153,7 +158,6 @@ pub struct Executor<S: Service> {
     last_multi_delivered: Option<CmdId>,
     last_multi_executed: Option<CmdId>,
     queue: VecDeque<Pending<S>>,
-    pending_writes: BTreeMap<S::Key, u32>,
     queued_writes: i64,
     queued_multi: usize,
     /// The last multi-partition command queued, its destination, and the writes queued after it.
@@ -189,7 +193,6 @@ impl<S: Service> Executor<S> {
             last_multi_delivered: last_multi,
             last_multi_executed: last_multi,
             queue: VecDeque::new(),
-            pending_writes: BTreeMap::new(),
             queued_writes: 0,
             tail: None,
             zxids: BTreeMap::new(),
@@ -359,13 +362,7 @@ impl<S: Service> Executor<S> {
                 }
                 _ => None,
             };
-            let keys_ready = || {
-                self.service
-                    .reads(&cmd)
-                    .iter()
-                    .all(|k| !self.pending_writes.contains_key(k))
-            };
-            if let Some((clock, base)) = clock.filter(|_| keys_ready()) {
+            if let Some((clock, base)) = clock.filter(|_| self.reads_unwritten(&cmd)) {
                 let facts = self.service.facts(&cmd);
                 if !self.queue.is_empty() {
                     self.metrics.prefetched += 1;
@@ -386,10 +383,6 @@ impl<S: Service> Executor<S> {
             }
             self.queued_multi += 1;
         }
-        let writes = self.service.writes(&cmd);
-        for k in &writes {
-            *self.pending_writes.entry(k.clone()).or_insert(0) += 1;
-        }
         let is_write = self.service.is_write(&cmd);
         self.queued_writes += i64::from(is_write);
         if multi {
@@ -401,7 +394,7 @@ impl<S: Service> Executor<S> {
             id,
             cmd,
             dest,
-            writes,
+            writes: None,
             is_write,
             sent,
             waited: false,
@@ -452,6 +445,27 @@ impl<S: Service> Executor<S> {
                 );
             }
         }
+    }
+
+    /// Whether no queued command writes a key `cmd` reads, so its facts are final (false when the
+    /// queue is too long to scan: prefetching is only an optimisation). Each queued command's
+    /// writes are asked of the service once, and only while multi-partition commands flow: a
+    /// local-only load pays nothing for prefetching.
+    fn reads_unwritten(&mut self, cmd: &S::Command) -> bool {
+        let reads = self.service.reads(cmd);
+        if reads.is_empty() {
+            return true;
+        }
+        if self.queue.len() > PREFETCH_SCAN_LIMIT {
+            return false;
+        }
+        let service = &self.service;
+        self.queue.iter_mut().all(|p| {
+            p.writes
+                .get_or_insert_with(|| service.writes(&p.cmd))
+                .iter()
+                .all(|w| !reads.contains(w))
+        })
     }
 
     /// Executes up to `max` queued commands, in order, stopping early at a multi-partition command
@@ -524,16 +538,6 @@ impl<S: Service> Executor<S> {
 
     /// Executes the command just taken off the head of the queue.
     fn execute(&mut self, p: Pending<S>) -> Executed<S::Output> {
-        for k in &p.writes {
-            let n = self
-                .pending_writes
-                .get_mut(k)
-                .expect("queued write counted");
-            *n -= 1;
-            if *n == 0 {
-                self.pending_writes.remove(k);
-            }
-        }
         self.queued_writes -= i64::from(p.is_write);
         let step = i64::from(p.is_write);
         let (zxid, output) = if p.is_multi() {

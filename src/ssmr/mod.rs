@@ -37,7 +37,9 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
-pub use executor::{Executed, Executor, Metrics, SignalOut, Step, MAX_CLOCK, RESEND_MEMORY};
+pub use executor::{
+    Executed, Executor, Metrics, SignalOut, Step, MAX_CLOCK, PREFETCH_SCAN_LIMIT, RESEND_MEMORY,
+};
 pub use signal::Signal;
 pub use zk_service::{dest_of, partition_of, ZkKey, ZkService};
 

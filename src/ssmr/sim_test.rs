@@ -926,6 +926,39 @@ fn a_queued_write_to_a_read_key_blocks_prefetching() {
     assert_eq!(p0.metrics().prefetched, 0);
 }
 
+/// Only writes still queued hold a prefetch back, and a command behind a queue too long to scan
+/// is not prefetched: its signal leaves at the head, with the clock it executes at.
+#[test]
+fn prefetching_looks_at_queued_writes_only_and_gives_up_on_a_long_queue() {
+    let (a, b) = keys_of_two();
+    let mut p0 = exec(0);
+    p0.enqueue(CmdId::new(0, 1, 0), Op::Put(a, 1)).unwrap();
+    assert_eq!(p0.run(usize::MAX).outputs.len(), 1);
+    let c = CmdId::new(GLOBAL, 1, 0);
+    assert_eq!(
+        p0.enqueue(c, txn(vec![a, b], vec![])).unwrap().len(),
+        1,
+        "an executed write holds nothing back"
+    );
+
+    let a2 = (0..KEYS).filter(|x| owner(*x, 2) == 0).nth(1).unwrap();
+    let mut p0 = exec(0);
+    let queued = PREFETCH_SCAN_LIMIT as u64 + 1;
+    for i in 0..queued {
+        p0.enqueue(CmdId::new(0, 1 + i, 0), Op::Put(a2, 1)).unwrap();
+    }
+    let c = CmdId::new(GLOBAL, 1, 0);
+    assert!(p0.enqueue(c, txn(vec![a, b], vec![])).unwrap().is_empty());
+    let s = p0.run(usize::MAX);
+    assert_eq!(s.outputs.len() as u64, queued);
+    assert_eq!(s.signals.len(), 1, "the signal leaves at the head");
+    assert_eq!(
+        s.signals[0].signal.clock, queued as i64,
+        "after every queued write"
+    );
+    assert_eq!(p0.metrics().prefetched, 0);
+}
+
 #[test]
 fn contract_violations_are_errors_and_change_nothing() {
     let (a, b) = keys_of_two();
