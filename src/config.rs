@@ -125,6 +125,9 @@ pub struct Config {
     /// The acceptors of the global group (`globalAcceptors=1,4,2`); `None` picks 2f+1 of them
     /// spread over the partitions ([`crate::node::Layout::default_global_acceptors`]).
     pub global_acceptors: Option<Vec<u64>>,
+    /// Worker threads of the server's runtime (`workerThreads`); `None` sizes it to the CPU
+    /// budget ([`crate::cpu::worker_threads`]).
+    pub worker_threads: Option<usize>,
 }
 
 impl Default for Config {
@@ -153,6 +156,7 @@ impl Default for Config {
             servers: BTreeMap::new(),
             partitions: 1,
             global_acceptors: None,
+            worker_threads: None,
         }
     }
 }
@@ -252,6 +256,8 @@ pub struct TomlConfig {
     pub partitions: Option<u32>,
     /// The global group's acceptors (`globalAcceptors` in zoo.cfg).
     pub global_acceptors: Option<Vec<u64>>,
+    /// Worker threads of the runtime (`workerThreads` in zoo.cfg); default: the CPU budget.
+    pub worker_threads: Option<usize>,
     pub autopurge_snap_retain_count: Option<u32>,
     pub autopurge_purge_interval_hours: Option<u32>,
     pub metrics: Option<TomlMetrics>,
@@ -402,6 +408,13 @@ impl Config {
                         .collect();
                     cfg.global_acceptors = Some(ids.map_err(&bad)?);
                 }
+                "workerThreads" => {
+                    cfg.worker_threads = Some(
+                        parse_num::<usize>(value, "a number of threads")
+                            .map_err(&bad)?
+                            .max(1),
+                    )
+                }
                 "initLimit" => cfg.init_limit = num("a number of ticks")?,
                 "syncLimit" => cfg.sync_limit = num("a number of ticks")?,
                 "maxClientCnxns" => cfg.max_client_cnxns = num("a connection count")?,
@@ -519,6 +532,9 @@ impl Config {
              purge_interval_hours <- autopurge_purge_interval_hours);
         if t.global_acceptors.is_some() {
             cfg.global_acceptors = t.global_acceptors;
+        }
+        if let Some(n) = t.worker_threads {
+            cfg.worker_threads = Some(n.max(1));
         }
         if t.super_digest.is_some() {
             cfg.super_digest = t.super_digest;
@@ -901,6 +917,22 @@ server.3=127.0.0.1:2883:3883\nserver.4=127.0.0.1:2884:3884\n";
         assert!(Config::parse_zoo_cfg(&format!("{base}partitions=two\n"), "zoo.cfg").is_err());
         let (t, _) = Config::parse_toml("partitions = 1\n", "volery.toml").unwrap();
         assert_eq!(t.partitions, 1);
+    }
+
+    #[test]
+    fn worker_threads_are_set_in_either_file() {
+        let zoo = |line: &str| {
+            Config::parse_zoo_cfg(
+                &format!("dataDir=/tmp/p\nclientPort=2181\n{line}\n"),
+                "zoo.cfg",
+            )
+        };
+        assert_eq!(zoo("").unwrap().0.worker_threads, None);
+        assert_eq!(zoo("workerThreads=3").unwrap().0.worker_threads, Some(3));
+        assert_eq!(zoo("workerThreads=0").unwrap().0.worker_threads, Some(1));
+        assert!(zoo("workerThreads=many").is_err());
+        let (t, _) = Config::parse_toml("worker_threads = 2\n", "volery.toml").unwrap();
+        assert_eq!(t.worker_threads, Some(2));
     }
 
     #[test]

@@ -13,6 +13,7 @@
 pub mod bench;
 pub mod client;
 pub mod config;
+pub mod cpu;
 pub mod multicast;
 pub mod node;
 pub mod peer;

@@ -151,7 +151,12 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Start(args) => {
             let cfg = args.into_config()?;
-            let runtime = tokio::runtime::Runtime::new()?;
+            let workers = volery::cpu::worker_threads(cfg.worker_threads);
+            tracing::info!(workers, "runtime");
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(workers)
+                .enable_all()
+                .build()?;
             runtime.block_on(start(cfg))
         }
         Command::Shell(args) => {
