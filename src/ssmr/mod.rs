@@ -102,7 +102,8 @@ pub trait Service {
     /// The keys of this partition that `facts(cmd)` depends on. Empty means no facts to send
     /// (a bare signal).
     fn reads(&self, cmd: &Self::Command) -> Vec<Self::Key>;
-    /// The keys of this partition that executing `cmd` may change.
+    /// The keys of this partition that executing `cmd` may change. A function of the command
+    /// alone: it is asked for while the command waits in the queue, when a prefetch needs it.
     fn writes(&self, cmd: &Self::Command) -> Vec<Self::Key>;
     /// True when executing the command advances the clock (ZooKeeper: writes take a new zxid,
     /// reads return the last one).
