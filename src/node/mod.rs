@@ -88,11 +88,12 @@ pub struct Route {
     pub undelivered: Arc<Undelivered>,
 }
 
-/// The group a command is ordered in, and whether its destination includes this server's
-/// partition.
+/// Where a command goes (the oracle's answer): the group it is ordered in, how many partitions
+/// execute it, and whether they include this server's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Destination {
     pub group: GroupId,
+    pub partitions: usize,
     pub includes_own_partition: bool,
 }
 
@@ -198,14 +199,23 @@ impl Node {
     /// Submits a command for ordering on behalf of connection `conn` (0 for the node's own). Its
     /// reply reaches that connection once executed, if the session is still routed to it.
     pub async fn submit(&self, cmd: &Command, conn: u64) -> Result<(), NodeError> {
+        self.submit_to(cmd, conn, self.destination(cmd)).await
+    }
+
+    /// [`Node::submit`] with the command's destination already asked of the oracle.
+    pub async fn submit_to(
+        &self,
+        cmd: &Command,
+        conn: u64,
+        dest: Destination,
+    ) -> Result<(), NodeError> {
         let layout = &self.inner.layout;
         let origin = command::Origin {
             server: layout.me,
             conn,
         };
-        let dest = dest_of(cmd, layout.partitions);
-        let group = layout.group_for(&dest);
-        if dest.len() > 1 && conn != 0 && cmd.xid != INTERNAL_XID {
+        let group = dest.group;
+        if dest.partitions > 1 && conn != 0 && cmd.xid != INTERNAL_XID {
             self.inner
                 .collecting
                 .lock()
@@ -215,7 +225,7 @@ impl Node {
                 .insert(
                     cmd.xid,
                     Collecting {
-                        remaining: dest.len(),
+                        remaining: dest.partitions,
                         close: false,
                     },
                 );
@@ -257,6 +267,7 @@ impl Node {
         let dest = dest_of(cmd, layout.partitions);
         Destination {
             group: layout.group_for(&dest),
+            partitions: dest.len(),
             includes_own_partition: dest.contains(&layout.partition()),
         }
     }

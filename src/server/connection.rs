@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, Notify, Semaphore};
 use super::four_letter::{self, Prefix};
 use super::stats::ConnStats;
 use super::{Context, Slot};
-use crate::node::{Node, NodeError, Outbound, Route, Undelivered};
+use crate::node::{Destination, Node, NodeError, Outbound, Route, Undelivered};
 use crate::zk::{Command, Op, SessionId};
 
 /// The xid of the createSession/reconnect command a handshake orders; never a client's xid.
@@ -458,16 +458,19 @@ struct ReadSide<'a> {
 }
 
 impl ReadSide<'_> {
-    /// Notes the request as outstanding and submits it (see [`ReadSide::submit`]).
+    /// Notes the request as outstanding and submits it, in order with the session's requests in
+    /// flight ([`ReadSide::wait_for_group`]).
     async fn submit_after_drain(
         &self,
         cmd: Command,
         received: Instant,
         op: i32,
     ) -> Result<(), ConnError> {
-        let after_globals = self.wait_for_group(&cmd).await;
+        let dest = self.node.destination(&cmd);
+        let after_globals = self.wait_for_group(&cmd, dest).await;
         self.expect_reply(cmd.xid, op, received, after_globals);
-        self.submit(cmd).await
+        self.node.submit_to(&cmd, self.id, dest).await?;
+        Ok(())
     }
 
     /// Keeps the session's requests in order across groups, which order independently: when
@@ -478,11 +481,10 @@ impl ReadSide<'_> {
     /// partition executes them before the partition does (execution atomicity), so no other
     /// session can see `cmd`'s effect without theirs. True when `cmd` went that way, or follows
     /// one that did in the same group.
-    async fn wait_for_group(&self, cmd: &Command) -> bool {
+    async fn wait_for_group(&self, cmd: &Command, dest: Destination) -> bool {
         if !self.node.partitioned() {
             return false;
         }
-        let dest = self.node.destination(cmd);
         let group = u64::from(dest.group);
         let last = self.last_group.load(Ordering::Relaxed);
         let layout = self.node.layout();
@@ -539,12 +541,6 @@ impl ReadSide<'_> {
                 _ = self.undelivered.emptied() => {}
             }
         }
-    }
-
-    /// Submits a request of this session.
-    async fn submit(&self, cmd: Command) -> Result<(), ConnError> {
-        self.node.submit(&cmd, self.id).await?;
-        Ok(())
     }
 
     /// Notes that request `xid` of `op` awaits a reply in order.
